@@ -1,0 +1,1 @@
+"""Activities: everything in Stanch that does I/O, wrapped for Temporal."""

