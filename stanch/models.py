@@ -369,3 +369,33 @@ class Principal(_Model):
         default_factory=list,
         description="Identity keys (`provider:id`) this principal is, to refuse self-approval.",
     )
+
+
+# --------------------------------------------------------------------------- planning inputs
+
+
+class IdentityContext(_Model):
+    """What the inventory knows of an identity; the planner conditions on it."""
+
+    ref: IdentityRef
+    display_name: str = ""
+    owner: str | None = Field(default=None, description="Accountable person (principal id).")
+    custodian: str | None = Field(default=None, description="Who operates it day to day.")
+    purpose: str = ""
+    environment: str | None = Field(default=None, description="e.g. prod, staging, dev.")
+    criticality: Level | None = None
+    aliases: list[str] = Field(default_factory=list, description="UPN, access key id, app id …")
+    attributes: dict[str, str] = Field(default_factory=dict)
+    last_rotated: datetime | None = None
+    expires: datetime | None = None
+    in_inventory: bool = Field(default=True, description="False when resolved without inventory.")
+
+
+class PlanState(_Model):
+    """What a containment has done so far, as the planner needs it."""
+
+    applied_step_ids: list[str] = Field(default_factory=list)
+    applied_actions: list[Action] = Field(default_factory=list)
+    rung: int = Field(default=0, description="Highest rung applied (Action.rung).")
+    alerts_seen: int = 0
+    categories_seen: list[Category] = Field(default_factory=list)

@@ -1,0 +1,16 @@
+"""Command line: ``stanch up | worker | api | mock-idp | contain | approve | …``.
+
+Each command module registers its commands on the root app when imported.
+"""
+
+from __future__ import annotations
+
+from stanch.cli import runtime  # noqa: F401  (up, worker, api, mock-idp)
+from stanch.cli._app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
