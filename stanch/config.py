@@ -90,6 +90,16 @@ class ApiToken(_Section):
     identity_keys: list[str] = Field(default_factory=list)
 
 
+class PrincipalSettings(_Section):
+    """A known person or integration: groups and roles, and which identities it *is*."""
+
+    groups: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    identity_keys: list[str] = Field(
+        default_factory=list, description="`provider:id` keys of this principal's own identities."
+    )
+
+
 class OidcSettings(_Section):
     issuer: str | None = None
     audience: str | None = None
@@ -154,6 +164,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Webhook authentication per alert source."
     )
     api_tokens: list[ApiToken] = Field(default_factory=list)
+    principals: dict[str, PrincipalSettings] = Field(
+        default_factory=dict, description="Directory of principals (for chat users, approvers)."
+    )
     providers: dict[str, ProviderSettings] = Field(
         default_factory=lambda: {"mock": ProviderSettings(type="mock")}
     )

@@ -399,3 +399,29 @@ class PlanState(_Model):
     rung: int = Field(default=0, description="Highest rung applied (Action.rung).")
     alerts_seen: int = 0
     categories_seen: list[Category] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class NotifyRequest(_Model):
+    """Input of the notify activity: who to tell, about what, with approve/deny buttons?"""
+
+    notification_id: str = Field(description="Idempotency key: the same id is sent once.")
+    kind: str = Field(description="approval_requested, escalated, contained, break_glass, "
+                      "review_required, elevation_*, …")
+    targets: list[str] = Field(default_factory=list, description="Groups or `user:<id>`.")
+    workflow_id: str
+    step_id: str | None = None
+    subject: str | None = Field(default=None, description="Identity key `provider:id`.")
+    title: str
+    text: str = ""
+    fields: dict[str, str] = Field(default_factory=dict)
+    actions: bool = Field(default=False, description="Offer approve/deny buttons.")
+    deadline: datetime | None = None
+
+
+class NotifyResult(_Model):
+    notification_id: str
+    delivered: list[str] = Field(default_factory=list, description="Channels that accepted it.")
+    failed: dict[str, str] = Field(default_factory=dict, description="Channel → reason.")
