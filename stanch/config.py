@@ -78,6 +78,14 @@ class SourceAuth(_Section):
         default_factory=list, description="Active secrets/tokens; several allow rotation."
     )
     replay_window_seconds: int = Field(default=300, ge=1)
+    signature_header: str = Field(
+        default="X-Signature", description="mode hmac: header with the hex HMAC-SHA256."
+    )
+    timestamp_header: str | None = Field(
+        default=None,
+        description="mode hmac: optional header with epoch seconds; when set, the HMAC covers "
+        "`timestamp.body` and the timestamp must be within the replay window.",
+    )
 
 
 class ApiToken(_Section):
@@ -123,6 +131,10 @@ class AuditSettings(_Section):
     store: Literal["sqlite", "postgres"] = "sqlite"
     sqlite_path: str | None = Field(default=None, description="Default: <state_dir>/audit.db")
     postgres_dsn: SecretStr | None = None
+    postgres_schema: str = Field(
+        default="stanch_audit", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding the audit tables.",
+    )
     checkpoint_key: SecretStr | None = Field(default=None, description="HMAC key for checkpoints.")
     checkpoint_interval_seconds: int = Field(default=300, ge=1)
     export_url: str | None = Field(default=None, description="SIEM HTTP endpoint for OCSF export.")

@@ -1,0 +1,1 @@
+"""One module per alert source; each exposes ``normalize(payload, received_at) -> list[Alert]``."""
