@@ -1,0 +1,113 @@
+"""What every adapter shares: building results, dispatching undo, remembering finished
+revocations, and handing a freshly issued secret to its owner without logging it."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from activities.providers.base import PermanentProviderError
+from stanch.models import Action, ActionResult, ActionStatus, IdentityRef, UndoSpec
+
+UndoHandler = Callable[[str, ActionResult], Awaitable[ActionResult]]
+
+
+def action_result(action_id: str, action: Action, identity: IdentityRef, *, changed: bool,
+                  before: dict[str, Any], after: dict[str, Any],
+                  undo: UndoSpec | None = None, irreversible: bool = False,
+                  message: str = "", provider_ref: str | None = None) -> ActionResult:
+    """``applied`` when the provider changed, ``already`` when it was in the target state.
+
+    An ``already`` result carries no undo: undoing a no-op must not reverse what an earlier
+    action changed.
+    """
+    return ActionResult(
+        action_id=action_id, action=action, identity=identity,
+        status=ActionStatus.applied if changed else ActionStatus.already,
+        changed=changed, before=before, after=after,
+        undo=undo if changed else None, irreversible=irreversible,
+        provider_ref=provider_ref, message=message,
+    )
+
+
+def undo_result(action_id: str, original: ActionResult, *, changed: bool,
+                before: dict[str, Any], after: dict[str, Any], message: str = "") -> ActionResult:
+    return ActionResult(
+        action_id=action_id, action=original.action, identity=original.identity,
+        status=ActionStatus.undone if changed else ActionStatus.already,
+        changed=changed, before=before, after=after, message=message,
+    )
+
+
+async def dispatch_undo(provider: str, action_id: str, original: ActionResult,
+                        handlers: Mapping[str, UndoHandler]) -> ActionResult:
+    """Run the handler named by ``original.undo.params['op']``.
+
+    Irreversible results refuse with a permanent error; results that changed nothing undo to
+    ``already``.
+    """
+    if original.undo is None:
+        if original.irreversible and original.changed:
+            raise PermanentProviderError(
+                f"{original.action.value} on {original.identity.id} is irreversible: "
+                f"{original.message or 'no undo exists'}",
+                provider=provider, code="Irreversible",
+            )
+        return undo_result(action_id, original, changed=False, before=original.after,
+                           after=original.after, message="nothing to undo")
+    op = str(original.undo.params.get("op", ""))
+    handler = handlers.get(op)
+    if handler is None:
+        raise PermanentProviderError(f"unknown undo operation {op!r}", provider=provider,
+                                     code="UndoUnknown")
+    return await handler(action_id, original)
+
+
+class DoneActions:
+    """Action ids of stateless revocations this process finished (sessions leave no state
+    to read back), so a retried activity reports ``already`` instead of acting twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._done: OrderedDict[str, ActionResult] = OrderedDict()
+        self._size = size
+
+    def get(self, action_id: str) -> ActionResult | None:
+        return self._done.get(action_id)
+
+    def add(self, result: ActionResult) -> None:
+        self._done[result.action_id] = result
+        while len(self._done) > self._size:
+            self._done.popitem(last=False)
+
+    def repeat(self, action_id: str) -> ActionResult | None:
+        first = self.get(action_id)
+        if first is None:
+            return None
+        return first.model_copy(update={"status": ActionStatus.already, "changed": False,
+                                        "message": "already done by this action id"})
+
+
+class SecretDrop:
+    """Hands a newly issued secret to its owner: a ``0600`` file in ``secret_drop_dir``.
+
+    Without a directory the secret is discarded; it never reaches a result or a log.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+        self.directory = Path(directory) if directory else None
+
+    def deliver(self, provider: str, identity_id: str, credential_id: str, secret: str) -> str:
+        """Store the secret; return a note for the result (a path, never the value)."""
+        if self.directory is None:
+            return "secret discarded (set options.secret_drop_dir to deliver new secrets)"
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{provider}-{identity_id}-{credential_id}")
+        path = self.directory / f"{safe}.secret"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secret)
+        return f"secret written to {path}"

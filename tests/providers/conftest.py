@@ -1,0 +1,20 @@
+"""Session-scoped local servers: each starts once, on a free port, only when a test asks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .servers import binary, free_port, serve
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = binary("moto_server")
+    if exe is None:
+        pytest.fail("moto_server not installed (pip install 'moto[server]')")
+    port = free_port()
+    with serve([exe, "-H", "127.0.0.1", "-p", str(port)], port, "moto",
+               tmp_path_factory.mktemp("moto"), env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}):
+        yield f"http://127.0.0.1:{port}"
