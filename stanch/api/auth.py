@@ -170,8 +170,19 @@ class _Jwks:
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        if self._loaded_at is None or self._expired():
+        if self._loaded_at is None:
             await self._refresh(force=True)
+        elif self._expired():
+            try:
+                await self._refresh(force=True)
+            except AuthFailure:
+                # The IdP being briefly unreachable should not lock everyone out: keep
+                # trusting the keys we have until it answers again.
+                log.warning("auth.jwks_stale", keys=len(self._keys), source=self._source())
+                # Try again after the cooldown, not on every request.
+                self._loaded_at = (
+                    time.monotonic() - self._cache_seconds + self._min_refresh_seconds
+                )
         found = self._find(kid, alg)
         if found is None:
             await self._refresh(force=False)

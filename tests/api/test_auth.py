@@ -484,3 +484,19 @@ def test_cli_token_default_path_is_under_home(
     path.parent.mkdir(parents=True)
     path.write_text("home-token")
     assert cli_token() == "home-token"
+
+
+async def test_stale_keys_survive_an_unreachable_jwks(
+    jwks_server: _JwksServer, rsa_key: Any
+) -> None:
+    jwks_server.keys = [_jwk(rsa_key, "k1")]
+    auth = Authenticator.from_settings(
+        _url_settings(jwks_server), jwks_cache_seconds=0.05, jwks_min_refresh_seconds=30
+    )
+    token = f"Bearer {_jwt(rsa_key, 'k1')}"
+    await auth.authenticate(token)
+    jwks_server.status = 503
+    time.sleep(0.1)
+    assert (await auth.authenticate(token)).id == "alice"
+    assert (await auth.authenticate(token)).id == "alice"
+    assert jwks_server.fetches == 2  # one failed refresh, then a cooldown
