@@ -119,6 +119,10 @@ class ProviderConformance:
             actions = [a for a in self.ACTIONS if a in self.IRREVERSIBLE]
         else:
             actions = list(self.ACTIONS)
+        if not actions:
+            # no irreversible action: the test still checks refusal on a forged result
+            metafunc.parametrize("action", [None], ids=["none-declared"])
+            return
         metafunc.parametrize("action", actions, ids=[a.value for a in actions])
 
     @pytest.fixture
@@ -200,7 +204,15 @@ class ProviderConformance:
             assert_same_fields(contained, await self._snap(target, case.identity))
 
     async def test_irreversible_action_refuses_undo(self, target: ConformanceTarget,
-                                                    action: Action) -> None:
+                                                    action: Action | None) -> None:
+        if action is None:
+            case = await target.prepare(self.ACTIONS[0])
+            result = ActionResult(action_id="forged", action=self.ACTIONS[0],
+                                  identity=case.identity, status=ActionStatus.applied,
+                                  changed=True, irreversible=True, message="forged")
+            with pytest.raises(PermanentProviderError):
+                await target.provider.undo(_new_action_id(), result)
+            return
         case = await target.prepare(action)
         result = await self._apply(target, action, case, _new_action_id())
         assert result.irreversible and result.undo is None

@@ -18,3 +18,17 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve([exe, "-H", "127.0.0.1", "-p", str(port)], port, "moto",
                tmp_path_factory.mktemp("moto"), env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}):
         yield f"http://127.0.0.1:{port}"
+
+
+SCIM_TOKEN = "scim-test-token"
+
+
+@pytest.fixture(scope="session")
+def scim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = binary("scim2-server")
+    if exe is None:
+        pytest.fail("scim2-server not installed (pip install scim2-server)")
+    port = free_port()
+    with serve([exe, "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token",
+                SCIM_TOKEN], port, "scim2-server", tmp_path_factory.mktemp("scim")):
+        yield f"http://127.0.0.1:{port}"
