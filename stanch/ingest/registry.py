@@ -9,7 +9,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from stanch.ingest.errors import NormalizeError, UnknownSource
-from stanch.ingest.sources import generic
+from stanch.ingest.sources import (
+    crowdstrike,
+    datadog,
+    elastic,
+    generic,
+    github,
+    guardduty,
+    ocsf,
+    sentinel,
+    splunk,
+)
 from stanch.models import Alert
 
 Normalizer = Callable[[Any, datetime], list[Alert]]
@@ -17,6 +27,14 @@ Normalizer = Callable[[Any, datetime], list[Alert]]
 
 SOURCES: dict[str, Normalizer] = {
     "generic": generic.normalize,
+    "splunk": splunk.normalize,
+    "elastic": elastic.normalize,
+    "sentinel": sentinel.normalize,
+    "crowdstrike": crowdstrike.normalize,
+    "datadog": datadog.normalize,
+    "guardduty": guardduty.normalize,
+    "github": github.normalize,
+    "ocsf": ocsf.normalize,
 }
 
 
