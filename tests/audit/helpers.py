@@ -1,0 +1,45 @@
+"""Shared test helpers for the audit suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stanch.models import AuditEvent, AuditType
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+Tamper = Callable[..., None]
+
+
+def event(n: int = 0, **kw: Any) -> AuditEvent:
+    base: dict[str, Any] = {
+        "type": AuditType.alert_received,
+        "at": T0 + timedelta(seconds=n),
+        "actor": "splunk",
+        "subject": f"mock:user-{n % 3}",
+        "workflow_id": f"containment-wf{n % 2}",
+        "alert_ids": [f"alert-{n}"],
+        "reason": f"event {n}",
+        "data": {"n": n},
+    }
+    base.update(kw)
+    return AuditEvent(**base)
+
+
+def append_in_child(path: str, start: Any, n: int, dedup: bool) -> list[int]:
+    """Run in a separate process: append ``n`` events, racing the parent's other child."""
+    from stanch.audit import SqliteAuditStore
+
+    start.wait()
+    store = SqliteAuditStore(path)
+    seqs = []
+    for i in range(n):
+        key = f"shared:{i}" if dedup else None
+        rec = store.append(event(i, dedup_key=key, action_id=f"shared{i}", phase="intent",
+                                 type=AuditType.action_intent))
+        seqs.append(rec.seq)
+    store.close()
+    return seqs
