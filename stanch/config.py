@@ -203,7 +203,9 @@ class Settings(BaseSettings):
     # Derived paths -------------------------------------------------------------------
     @property
     def audit_sqlite_path(self) -> Path:
-        return Path(self.audit.sqlite_path) if self.audit.sqlite_path else self.state_dir / "audit.db"
+        if self.audit.sqlite_path:
+            return Path(self.audit.sqlite_path)
+        return self.state_dir / "audit.db"
 
     @property
     def mock_idp_db_path(self) -> Path:

@@ -1,0 +1,238 @@
+"""Containment activities: act on an identity provider, exactly once in effect, audited.
+
+Every action writes an *intent* record (with the before-snapshot) before touching the
+provider and a *result* record after, both keyed by ``(action_id, phase)`` so a retried
+activity never duplicates them. An intent with no result is "in doubt" (``stanch audit
+doubts``). The before-snapshot in the intent is what makes a retry after a crash honest:
+if the first attempt changed the provider and died before recording it, the retry finds the
+provider "already" contained and still knows, from the intent, what it was before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.providers.base import (
+    IdentityProvider,
+    PermanentProviderError,
+    ProviderError,
+    apply,
+)
+from activities.providers.registry import ProviderPool, UnknownProvider
+from stanch.audit import AuditStore
+from stanch.config import Settings
+from stanch.logging import get_logger
+from stanch.metrics import PROVIDER_CALLS, PROVIDER_ERRORS
+from stanch.models import (
+    ActionRequest,
+    ActionResult,
+    ActionStatus,
+    AuditEvent,
+    AuditType,
+)
+
+log = get_logger("stanch.activities")
+
+PERMANENT_ERROR_TYPE = "PermanentProviderError"
+TRANSIENT_ERROR_TYPE = "TransientProviderError"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _raise_for(err: ProviderError) -> None:
+    """Translate a provider error into what Temporal should do next."""
+    details = {"provider": err.provider, "status": err.status, "code": err.code}
+    if isinstance(err, PermanentProviderError) or not err.retryable:
+        raise ApplicationError(str(err), details, type=PERMANENT_ERROR_TYPE,
+                               non_retryable=True) from err
+    delay = None
+    if err.retry_after is not None:
+        from datetime import timedelta
+
+        delay = timedelta(seconds=max(0.0, min(err.retry_after, 300.0)))
+    raise ApplicationError(str(err), details, type=TRANSIENT_ERROR_TYPE,
+                           next_retry_delay=delay) from err
+
+
+class ContainmentActivities:
+    """Activities bound to one worker's settings, audit store and provider pool."""
+
+    def __init__(self, settings: Settings, audit: AuditStore,
+                 providers: ProviderPool | None = None) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.providers = providers or ProviderPool(settings)
+
+    def _provider(self, name: str) -> IdentityProvider:
+        try:
+            return self.providers.get(name)
+        except UnknownProvider as err:
+            raise ApplicationError(str(err), type="UnknownProvider", non_retryable=True) from err
+
+    async def _audit(self, event: AuditEvent) -> int:
+        record = await asyncio.to_thread(self.audit.append, event)
+        return record.seq
+
+    def _event(self, req: ActionRequest, type_: AuditType, phase: str | None,
+               data: dict[str, Any], reason: str | None = None) -> AuditEvent:
+        return AuditEvent(
+            type=type_,
+            at=_now(),
+            actor=req.actor,
+            subject=req.identity.key,
+            workflow_id=req.workflow_id,
+            alert_ids=req.alert_ids,
+            action_id=req.action_id,
+            phase=phase,
+            reason=reason if reason is not None else req.reason,
+            ticket=req.ticket,
+            data=data,
+            dedup_key=f"{req.action_id}:{phase}" if phase else None,
+        )
+
+    @activity.defn(name="apply_action")
+    async def apply_action(self, req: ActionRequest) -> ActionResult:
+        provider = self._provider(req.identity.provider)
+        # Intent first, with the before-snapshot: evidence before acting (NIST 800-61 RS.MI).
+        prior = await asyncio.to_thread(self.audit.find, f"{req.action_id}:intent")
+        params = dict(req.params)
+        if prior is not None and prior.data.get("snapshot"):
+            # A retry: let the adapter plan from the state before the first attempt, so the
+            # result carries the true before-state and undo even if attempt 1 wrote.
+            params["_snapshot"] = prior.data["snapshot"]
+        if prior is None:
+            try:
+                snapshot = await provider.snapshot(req.identity)
+            except ProviderError as err:
+                PROVIDER_ERRORS.labels(req.identity.provider, req.action.value,
+                                       type(err).__name__).inc()
+                if isinstance(err, PermanentProviderError):
+                    await self._record_failure(req, err)
+                _raise_for(err)
+                raise  # unreachable: _raise_for always raises
+            prior = await asyncio.to_thread(
+                self.audit.append,
+                self._event(req, AuditType.action_intent, "intent", {
+                    "action": req.action.value, "params": req.params,
+                    "idempotency_key": req.action_id, "snapshot": snapshot,
+                    "attempt": activity.info().attempt,
+                }),
+            )
+        done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
+        if done is not None and "result" in done.data:
+            # An earlier attempt finished and recorded it; return the recorded result.
+            return ActionResult.model_validate(done.data["result"])
+
+        PROVIDER_CALLS.labels(req.identity.provider, req.action.value).inc()
+        try:
+            result = await apply(provider, req.action, req.action_id, req.identity, params)
+        except ProviderError as err:
+            PROVIDER_ERRORS.labels(req.identity.provider, req.action.value,
+                                   type(err).__name__).inc()
+            if isinstance(err, PermanentProviderError) or not err.retryable:
+                await self._record_failure(req, err)
+            log.warning("action.error", workflow_id=req.workflow_id, action=req.action.value,
+                        action_id=req.action_id, error=str(err),
+                        attempt=activity.info().attempt)
+            _raise_for(err)
+            raise
+
+        if activity.info().attempt > 1 and result.status is ActionStatus.already:
+            result = self._reconcile_retry(result, prior.data.get("snapshot") or {})
+        await self._audit(self._event(req, AuditType.action_result, "result", {
+            "status": result.status.value, "changed": result.changed,
+            "before": result.before, "after": result.after,
+            "undo": result.undo.model_dump(mode="json") if result.undo else None,
+            "irreversible": result.irreversible, "provider_ref": result.provider_ref,
+            "idempotency_key": req.action_id,
+            "result": result.model_dump(mode="json"),
+        }))
+        log.info("action.applied", workflow_id=req.workflow_id, action=req.action.value,
+                 action_id=req.action_id, status=result.status.value, changed=result.changed)
+        return result
+
+    def _reconcile_retry(self, result: ActionResult, snapshot: dict[str, Any]) -> ActionResult:
+        """A retry found the target state already reached: was it reached by *us*?
+
+        When the provider changed between the intent's snapshot and now, an earlier attempt
+        of this same action did it (nothing else holds this action id). Record it as
+        applied, with the snapshot as the before-state, so undo still has what it needs.
+        """
+        if not snapshot or result.undo is not None:
+            return result
+        return result.model_copy(update={
+            "message": (result.message + " (effect of an earlier attempt of this action; "
+                        "before-state from the intent snapshot)").strip(),
+            "before": result.before or snapshot,
+        })
+
+    async def _record_failure(self, req: ActionRequest, err: ProviderError) -> None:
+        await self._audit(self._event(req, AuditType.action_failed, "result", {
+            "error": str(err), "status": err.status, "code": err.code,
+            "provider": err.provider, "retryable": False, "idempotency_key": req.action_id,
+        }))
+
+    @activity.defn(name="undo_action")
+    async def undo_action(self, req: ActionRequest) -> ActionResult:
+        """Undo ``req.params['original']`` (an ActionResult) from its captured before-state."""
+        original = ActionResult.model_validate(req.params["original"])
+        provider = self._provider(original.identity.provider)
+        await self._audit(self._event(req, AuditType.revert, "intent", {
+            "original_action_id": original.action_id, "action": original.action.value,
+            "undo": original.undo.model_dump(mode="json") if original.undo else None,
+        }))
+        done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
+        if done is not None and "result" in done.data:
+            return ActionResult.model_validate(done.data["result"])
+        PROVIDER_CALLS.labels(original.identity.provider, f"undo_{original.action.value}").inc()
+        try:
+            result = await provider.undo(req.action_id, original)
+        except ProviderError as err:
+            PROVIDER_ERRORS.labels(original.identity.provider,
+                                   f"undo_{original.action.value}", type(err).__name__).inc()
+            if isinstance(err, PermanentProviderError) or not err.retryable:
+                await self._record_failure(req, err)
+            _raise_for(err)
+            raise
+        await self._audit(self._event(req, AuditType.revert, "result", {
+            "original_action_id": original.action_id, "status": result.status.value,
+            "before": result.before, "after": result.after,
+            "result": result.model_dump(mode="json"),
+        }))
+        return result
+
+    @activity.defn(name="snapshot_identity")
+    async def snapshot_identity(self, identity_key: str) -> dict[str, Any]:
+        provider_name, _, ident = identity_key.partition(":")
+        from stanch.models import IdentityKind, IdentityRef
+
+        provider = self._provider(provider_name)
+        try:
+            return await provider.snapshot(
+                IdentityRef(provider=provider_name, id=ident, kind=IdentityKind.user))
+        except ProviderError as err:
+            _raise_for(err)
+            raise
+
+    @activity.defn(name="snapshot_approvers")
+    async def snapshot_approvers(self, groups: list[str]) -> dict[str, list[str]]:
+        """Who is in each approver group *now*, from the configured principal directory.
+
+        Groups the directory does not know are absent from the answer; for those the
+        workflow trusts the verified groups claim of the deciding principal.
+        """
+        members: dict[str, set[str]] = {}
+        for pid, p in self.settings.principals.items():
+            for g in p.groups:
+                members.setdefault(g, set()).add(pid)
+        for tok in self.settings.api_tokens:
+            for g in tok.groups:
+                members.setdefault(g, set()).add(tok.principal)
+        return {g: sorted(members[g]) for g in groups if g in members}

@@ -1,0 +1,113 @@
+"""The FastAPI application: webhooks, containments, decisions, audit, health, metrics.
+
+The API never reaches a provider: every action on an identity is a durable, audited step
+in a workflow. It authenticates callers, audits what workflows cannot see (refused
+alerts and refused decisions), and talks to Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from temporalio.client import Client
+
+from stanch.api.auth import Authenticator, require
+from stanch.audit import AuditStore, open_store
+from stanch.config import Settings
+from stanch.dispatch import Dispatcher
+from stanch.ingest import DeadLetterStore
+from stanch.inventory import Inventory, load_inventory
+from stanch.logging import get_logger
+from stanch.models import Role
+from stanch.playbook import Playbook, load_playbooks
+from stanch.temporal import connect
+
+log = get_logger("stanch.api")
+
+
+class TemporalHandle:
+    """Connects on first use, so the API starts (and answers /healthz) before Temporal."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await connect(self.settings, retries=3)
+        return self._client
+
+
+def create_app(settings: Settings, *, client: Client | None = None,
+               audit: AuditStore | None = None, inventory: Inventory | None = None,
+               playbooks: Sequence[Playbook] | None = None,
+               search_attributes: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.dead_letters.close()
+        if owns_audit:
+            app.state.audit.close()
+
+    app = FastAPI(title="Stanch", version="0.1.0", lifespan=lifespan,
+                  description="Graduated, reversible, audited identity containment.")
+    owns_audit = audit is None
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    loaded = list(playbooks) if playbooks is not None else load_playbooks([settings.playbooks_dir])
+    app.state.settings = settings
+    app.state.audit = audit or open_store(settings)
+    app.state.inventory = inventory or load_inventory(settings)
+    app.state.playbooks = loaded
+    app.state.dead_letters = DeadLetterStore.for_settings(settings)
+    app.state.authenticator = Authenticator.from_settings(settings)
+    app.state.temporal = TemporalHandle(settings, client)
+    app.state.dispatcher = Dispatcher(settings, app.state.temporal, lambda: app.state.playbooks,
+                                      search_attributes=search_attributes)
+    from stanch.api.decisions import Decider
+
+    app.state.decider = Decider(app.state.temporal, app.state.audit)
+
+    from stanch.api import routes_alerts, routes_audit, routes_containments, routes_slack
+
+    app.include_router(routes_alerts.router)
+    app.include_router(routes_containments.router)
+    app.include_router(routes_audit.router, dependencies=[Depends(require(Role.viewer))])
+    app.include_router(routes_slack.router)
+    _include_optional(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            client = await request.app.state.temporal()
+            await client.service_client.check_health()
+        except Exception as err:
+            return JSONResponse({"status": "unavailable", "temporal": str(err)[:200]}, 503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _include_optional(app: FastAPI) -> None:
+    """Routers of capabilities that live in their own modules (elevation, …)."""
+    try:
+        from stanch.api import routes_elevations
+    except ImportError:
+        return
+    app.include_router(routes_elevations.router)

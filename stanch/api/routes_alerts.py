@@ -1,0 +1,140 @@
+"""``POST /v1/alerts/{source}``: authenticate, normalize, audit, resolve, contain.
+
+Nothing a SIEM sends is lost: refusals are answered with a reason and audited; payloads
+that authenticate but do not normalize go to the dead-letter store; alerts naming no
+known identity are accepted and audited as unresolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from stanch.api.decisions import update_failure
+from stanch.audit import AuditStore
+from stanch.dispatch import Dispatcher
+from stanch.ingest import IngestError, PayloadTooLarge, receive
+from stanch.inventory import Inventory
+from stanch.logging import get_logger
+from stanch.metrics import CONTAINMENTS
+from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
+
+router = APIRouter(tags=["alerts"])
+log = get_logger("stanch.api.alerts")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit} "
+                              f"(api.max_body_bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes (api.max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _audit_event(type_: AuditType, *, actor: str, reason: str | None = None,
+                 subject: str | None = None, alert_ids: list[str] | None = None,
+                 data: dict[str, Any] | None = None, dedup_key: str | None = None,
+                 workflow_id: str | None = None) -> AuditEvent:
+    return AuditEvent(type=type_, at=datetime.now(UTC), actor=actor, reason=reason,
+                      subject=subject, alert_ids=alert_ids or [], data=data or {},
+                      dedup_key=dedup_key, workflow_id=workflow_id)
+
+
+@router.post("/v1/alerts/{source}", status_code=202)
+async def post_alert(source: str, request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    audit: AuditStore = request.app.state.audit
+    now = datetime.now(UTC)
+    try:
+        body = await _read_body(request, settings.api.max_body_bytes)
+        alerts = await receive(
+            source, headers=request.headers, query=request.query_params, body=body,
+            settings=settings, now=now, dead_letters=request.app.state.dead_letters,
+        )
+    except IngestError as err:
+        await asyncio.to_thread(audit.append, _audit_event(
+            AuditType.alert_refused, actor=f"source:{source[:64]}", reason=err.reason,
+            data={"status": err.status, "code": err.code,
+                  "client": request.client.host if request.client else None}))
+        return JSONResponse({"error": err.code, "reason": err.reason}, status_code=err.status)
+
+    try:
+        results = [await _contain(request, alert) for alert in alerts]
+    except (RPCError, WorkflowUpdateFailedError, OSError, RuntimeError) as err:
+        # Received and audited; the containment could not be started now. A 503 makes the
+        # SIEM retry, and the retry is deduplicated everywhere up to this point.
+        _, kind, reason = update_failure(err)
+        log.warning("alert.dispatch_failed", source=source, error=kind, reason=reason)
+        return JSONResponse({"error": "containment_unavailable", "reason": reason},
+                            status_code=503, headers={"Retry-After": "5"})
+    first = results[0] if results else {}
+    containments = [c for r in results for c in r["containments"]]
+    return JSONResponse({
+        "alert_id": first.get("alert_id"),
+        "workflow_id": containments[0]["workflow_id"] if containments else None,
+        "deduplicated": bool(containments) and all(c["deduplicated"] for c in containments),
+        "alerts": results,
+    }, status_code=202)
+
+
+async def _contain(request: Request, alert: Alert) -> dict[str, Any]:
+    audit: AuditStore = request.app.state.audit
+    inventory: Inventory = request.app.state.inventory
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    await asyncio.to_thread(audit.append, _audit_event(
+        AuditType.alert_received, actor=f"source:{alert.source}", alert_ids=[alert.id],
+        reason=alert.title, dedup_key=f"received:{alert.id}", data={
+            "source": alert.source, "source_alert_id": alert.source_alert_id,
+            "category": alert.category.value, "severity": alert.severity.value,
+            "confidence": alert.confidence.value,
+            "mentions": [m.model_dump(mode="json") for m in alert.mentions],
+            "raw": alert.raw}))
+
+    identities: dict[str, IdentityContext] = {}
+    unresolved: list[dict[str, str]] = []
+    for mention in alert.mentions:
+        ctx = inventory.resolve(mention, alert.source)
+        if ctx is None:
+            unresolved.append({"name": mention.name, "name_type": mention.name_type.value,
+                               "reason": "not in the identity inventory"})
+        else:
+            identities.setdefault(ctx.ref.key, ctx)
+    if not alert.mentions:
+        unresolved.append({"name": "", "name_type": "none",
+                           "reason": "the alert names no identity"})
+    for u in unresolved:
+        await asyncio.to_thread(audit.append, _audit_event(
+            AuditType.identity_unresolved, actor="stanch", alert_ids=[alert.id],
+            reason=u["reason"], data={"name": u["name"], "name_type": u["name_type"],
+                                      "source": alert.source},
+            dedup_key=f"unresolved:{alert.id}:{u['name_type']}:{u['name']}"))
+        log.info("identity.unresolved", alert_id=alert.id, source=alert.source,
+                 name_type=u["name_type"], reason=u["reason"])
+
+    containments = []
+    for key in sorted(identities):
+        ctx = identities[key]
+        result = await dispatcher.dispatch(alert, ctx)
+        CONTAINMENTS.labels("deduplicated" if result.deduplicated else "dispatched").inc()
+        containments.append({
+            "workflow_id": result.workflow_id, "identity": key,
+            "deduplicated": result.deduplicated, "playbook": result.playbook,
+            "queued": result.queued,
+        })
+        log.info("alert.dispatched", alert_id=alert.id, workflow_id=result.workflow_id,
+                 deduplicated=result.deduplicated, playbook=result.playbook)
+    return {"alert_id": alert.id, "source_alert_id": alert.source_alert_id,
+            "containments": containments, "unresolved": unresolved}

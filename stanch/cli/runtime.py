@@ -1,0 +1,83 @@
+"""Runtime commands: ``up`` (everything), ``worker``, ``api``, ``mock-idp`` (one part each)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import typer
+
+from stanch.cli._app import app
+from stanch.config import ConfigError, Settings, load_settings
+from stanch.logging import configure_logging
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.command()
+def up() -> None:
+    """Start the Temporal dev server, worker, API and mock IdP; Ctrl-C stops them all."""
+    settings = _settings()
+    from stanch.runtime import up as run_up
+
+    try:
+        run_up(settings, out=typer.echo)
+    except (RuntimeError, TimeoutError, FileNotFoundError) as err:
+        typer.echo(f"stanch up failed: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker against an existing Temporal server."""
+    settings = _settings()
+    from stanch.worker import run_worker
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (webhooks, containments, decisions, audit)."""
+    settings = _settings()
+    import uvicorn
+
+    from stanch.api.app import create_app
+
+    try:
+        application = create_app(settings)
+    except Exception as err:
+        typer.echo(f"stanch api: cannot start: {err}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=settings.api.host, port=settings.api.port,
+                log_level="warning", access_log=False)
+
+
+@app.command("mock-idp")
+def mock_idp() -> None:
+    """Serve the mock identity provider (real HTTP, state in SQLite)."""
+    settings = _settings()
+    from stanch.mock_idp.app import serve
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    serve(settings.mock_idp.host, settings.mock_idp.port, settings.mock_idp_db_path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,63 @@
+"""From a normalized alert and a resolved identity to the identity's containment workflow.
+
+Update-with-start: the first alert for an identity starts its ContainmentWorkflow, later
+ones join the running one. The update id is derived from the alert id, so a SIEM retry
+that reaches Temporal twice is answered from the first delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from stanch.config import Settings
+from stanch.models import Alert, IdentityContext
+from stanch.playbook import Playbook, match
+from workflows.containment import ContainmentWorkflow
+from workflows.containment_types import ContainmentInput, NewAlertInput, NewAlertResult
+
+ClientFactory = Callable[[], Awaitable[Client]]
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, client: ClientFactory,
+                 playbooks: Callable[[], Sequence[Playbook]], *,
+                 search_attributes: bool = True) -> None:
+        self.settings = settings
+        self._client = client
+        self._playbooks = playbooks
+        self.search_attributes = search_attributes
+
+    def candidate_playbooks(self, alert: Alert, identity: IdentityContext) -> list[Playbook]:
+        """Only the playbook that matches travels into history, not the whole library."""
+        pbs = list(self._playbooks())
+        chosen = match(alert, identity, pbs)
+        return [chosen] if chosen is not None else []
+
+    async def dispatch(self, alert: Alert, identity: IdentityContext, *,
+                       requested_by: str | None = None, reason: str = "",
+                       ticket: str | None = None, break_glass: bool = False) -> NewAlertResult:
+        client = await self._client()
+        wid = identity.ref.workflow_id()
+        # The raw payload stays in the audit trail; history gets the normalized alert only
+        # (manual requests keep theirs: it carries the requested level).
+        slim = alert if alert.source == "manual" else alert.model_copy(update={"raw": {}})
+        op = WithStartWorkflowOperation(
+            ContainmentWorkflow.run,
+            ContainmentInput(identity=identity, search_attributes=self.search_attributes),
+            id=wid,
+            task_queue=self.settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        result: NewAlertResult = await client.execute_update_with_start_workflow(
+            ContainmentWorkflow.add_alert,
+            NewAlertInput(alert=slim, identity=identity,
+                          playbooks=self.candidate_playbooks(alert, identity),
+                          requested_by=requested_by, reason=reason, ticket=ticket,
+                          break_glass=break_glass),
+            start_workflow_operation=op,
+            id=f"alert-{alert.id}",
+        )
+        return result

@@ -1,0 +1,304 @@
+"""``stanch up``: the embedded runtime — Temporal dev server, worker, API and mock IdP.
+
+Each part is a child process started in its own session (so a terminal's Ctrl-C reaches
+only us) and asked by the kernel to die with us (``PR_SET_PDEATHSIG``), so nothing is left
+orphaned even if ``stanch up`` itself is killed. Shutdown is in reverse start order:
+SIGTERM, a grace period, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from stanch.config import Settings
+from stanch.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the parent's shutdown path still stops every child
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            self.proc.wait(timeout=5)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def temporal_dev_server_argv(settings: Settings, *, db_file: Path | None,
+                             port: int | None = None, ui_port: int | None = None) -> list[str]:
+    host, _, p = settings.temporal.address.rpartition(":")
+    argv = [
+        temporal_cli_path(settings), "server", "start-dev",
+        "--ip", host, "--port", str(port or int(p)),
+        "--ui-port", str(ui_port if ui_port is not None else settings.temporal.ui_port),
+        "--namespace", settings.temporal.namespace,
+        "--log-level", "warn",
+    ]
+    if db_file is not None:
+        argv += ["--db-filename", str(db_file)]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    return argv
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               children: Sequence[Child] = ()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for c in children:
+            if c.proc is not None and c.proc.poll() is not None:
+                raise RuntimeError(f"{c.name} exited (code {c.proc.returncode}) while waiting "
+                                   f"for {what}; its log ({c.log_path}):\n{c.tail()}")
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+    return check
+
+
+def tcp_open(host: str, port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    return check
+
+
+@dataclass
+class DevCredentials:
+    """Local-only credentials `stanch up` makes on first run, kept under state_dir (0600)."""
+
+    admin_token: str
+    source_token: str
+    path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path) -> DevCredentials:
+        path = state_dir / "dev-credentials.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            return cls(data["admin_token"], data["source_token"], path)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        creds = cls("stk_" + secrets.token_urlsafe(24), "src_" + secrets.token_urlsafe(24), path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"admin_token": creds.admin_token, "source_token": creds.source_token}, f)
+        return creds
+
+    def write_token_files(self, state_dir: Path) -> None:
+        for name, value in (("dev-token", self.admin_token), ("source-token", self.source_token)):
+            fd = os.open(state_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
+
+    def env(self, settings: Settings) -> dict[str, str]:
+        """Settings the children need unless the user configured their own."""
+        import hashlib
+
+        out: dict[str, str] = {}
+        if not settings.api_tokens and "STANCH_API_TOKENS" not in os.environ:
+            out["STANCH_API_TOKENS"] = json.dumps([{
+                "sha256": hashlib.sha256(self.admin_token.encode()).hexdigest(),
+                "principal": "dev-admin", "groups": ["soc-approvers", "soc-leads"],
+                "roles": ["admin"],
+            }])
+        if not settings.sources and "STANCH_SOURCES" not in os.environ:
+            out["STANCH_SOURCES"] = json.dumps({
+                src: {"mode": "bearer", "secrets": [self.source_token]}
+                for src in ("generic", "splunk", "elastic", "sentinel", "crowdstrike",
+                            "datadog", "guardduty", "github", "ocsf")
+            } | {"splunk": {"mode": "url_token", "secrets": [self.source_token]}})
+        return out
+
+
+def child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env.setdefault("STANCH_STATE_DIR", str(settings.state_dir))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["STANCH_LOG_FORMAT"] = env.get("STANCH_LOG_FORMAT", "json")
+    return env
+
+
+def up(settings: Settings, *, out: Callable[[str], None] = print,
+       wait: bool = True) -> list[Child]:
+    """Start everything, wait until healthy, print how to use it; block until signalled."""
+    state = settings.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    creds = DevCredentials.load_or_create(state)
+    creds.write_token_files(state)
+    env = child_env(settings, creds.env(settings) | {"STANCH_STATE_DIR": str(state)})
+    t_host, _, t_port = settings.temporal.address.rpartition(":")
+    for name, host, port in (("Temporal", t_host, int(t_port)),
+                             ("Temporal UI", t_host, settings.temporal.ui_port),
+                             ("API", settings.api.host, settings.api.port),
+                             ("mock IdP", settings.mock_idp.host, settings.mock_idp.port)):
+        if not port_is_free(host, port):
+            raise RuntimeError(f"{name} port {host}:{port} is already in use: stop whatever "
+                               f"holds it or configure another port (see README, Configuration)")
+    py = sys.executable
+    logs = state / "logs"
+    children = [
+        Child("temporal", temporal_dev_server_argv(settings, db_file=settings.temporal_db_file
+                                                   .resolve()), env, logs / "temporal.log"),
+        Child("mock-idp", [py, "-m", "stanch.cli", "mock-idp"], env, logs / "mock-idp.log"),
+        Child("worker", [py, "-m", "stanch.cli", "worker"], env, logs / "worker.log"),
+        Child("api", [py, "-m", "stanch.cli", "api"], env, logs / "api.log"),
+    ]
+    stopping = False
+
+    def stop_all(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        out("\nstopping: api, worker, mock IdP, Temporal …")
+        for c in reversed(children):
+            c.stop()
+        out("stopped.")
+
+    try:
+        children[0].start()
+        wait_until(tcp_open(t_host, int(t_port)), 60, "the Temporal dev server", children[:1])
+        children[1].start()
+        wait_until(http_ok(f"{settings.mock_idp.url}/healthz"), 30, "the mock IdP", children[:2])
+        children[2].start()
+        children[3].start()
+        wait_until(http_ok(f"{settings.api.url}/readyz"), 60, "the API and Temporal", children)
+        _worker_ready(children[2])
+    except BaseException:
+        stop_all()
+        raise
+    _print_banner(settings, creds, state, out)
+    if not wait:
+        return children
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(c.alive() for c in children):
+            time.sleep(0.5)
+        dead = next(c for c in children if not c.alive())
+        out(f"{dead.name} exited unexpectedly; its log ({dead.log_path}):\n{dead.tail()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+    return children
+
+
+def _worker_ready(worker: Child) -> None:
+    wait_until(lambda: "worker.started" in worker.tail(50), 60, "the worker", [worker])
+
+
+def _print_banner(settings: Settings, creds: DevCredentials, state: Path,
+                  out: Callable[[str], None]) -> None:
+    api = settings.api.url
+    idp = settings.mock_idp.url
+    sample = (Path(__file__).resolve().parent.parent / "examples" / "alerts"
+              / "generic-privilege-escalation.json")
+    ui = f"http://{settings.temporal.address.rpartition(':')[0]}:{settings.temporal.ui_port}"
+    token_cmd = f"$(cat {state / 'source-token'})"
+    out(f"""
+Stanch is up.
+  API          {api}            (token: {state / 'dev-token'})
+  mock IdP     {idp}
+  Temporal     {settings.temporal.address}  UI {ui}
+  logs         {state / 'logs'}
+
+Send a sample alert (alice was just added to prod-admins):
+
+  curl -s -X POST {api}/v1/alerts/generic \\
+       -H "Authorization: Bearer {token_cmd}" \\
+       -H 'Content-Type: application/json' --data @{sample}
+
+Then see alice's privileged groups gone, and the containment:
+
+  curl -s {idp}/identities/u-alice
+  curl -s -H "Authorization: Bearer $(cat {state / 'dev-token'})" \\
+       {api}/v1/containments/<workflow_id from the answer>
+
+or with the CLI:  export STANCH_TOKEN=$(cat {state / 'dev-token'}); .venv/bin/stanch status
+
+Ctrl-C stops everything.""")

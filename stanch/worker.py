@@ -1,0 +1,69 @@
+"""The Temporal worker: Stanch's workflows and the activities that do its I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from activities.audit import AuditActivities
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.containment import ContainmentActivities
+from activities.notify import NotifyActivities
+from activities.providers.registry import ProviderPool
+from stanch.audit import AuditStore, open_store
+from stanch.config import Settings
+from stanch.logging import get_logger
+from stanch.temporal import connect
+from workflows import WORKFLOWS
+
+log = get_logger("stanch.worker")
+
+
+def activities_for(settings: Settings, audit: AuditStore,
+                   providers: ProviderPool | None = None) -> list[Callable[..., Any]]:
+    containment = ContainmentActivities(settings, audit, providers)
+    auditing = AuditActivities(audit)
+    notify = NotifyActivities(settings)
+    return [
+        containment.apply_action,
+        containment.undo_action,
+        containment.snapshot_identity,
+        containment.snapshot_approvers,
+        auditing.record_audit,
+        auditing.record_audit_batch,
+        notify.notify,
+    ]
+
+
+def build_worker(client: Client, settings: Settings, audit: AuditStore, *,
+                 task_queue: str | None = None,
+                 extra_activities: Sequence[Callable[..., Any]] = (),
+                 providers: ProviderPool | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[*activities_for(settings, audit, providers), *extra_activities],
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=32),
+        max_concurrent_activities=200,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    client = await connect(settings, retries=60)
+    audit = open_store(settings)
+    providers = ProviderPool(settings)
+    worker = build_worker(client, settings, audit, providers=providers)
+    log.info("worker.started", task_queue=settings.temporal.task_queue,
+             temporal=settings.temporal.address)
+    try:
+        async with worker:
+            await (stop or asyncio.Event()).wait()
+    finally:
+        await providers.aclose()
+        audit.close()
+        log.info("worker.stopped")

@@ -1,0 +1,708 @@
+"""ContainmentWorkflow: one per identity. Plan, ask, act, record, wait, undo.
+
+Alerts join through the ``add_alert`` update (update-with-start from the API). Each new
+alert is planned with the same pure planner that ``stanch playbook simulate`` uses; new
+steps are queued in ladder order and run one at a time: approval when the step asks for
+it, then the provider action activity (which audits intent and result itself), then a
+``revert_after`` deadline when the step is time-bound. Decisions, confirmations, rollback
+and resolution are updates with validators, so a refused call is refused synchronously with
+a reason and leaves no trace in history (the API audits refusals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from stanch.models import (
+        Action,
+        ActionRequest,
+        ActionResult,
+        ActionStatus,
+        AuditEvent,
+        AuditType,
+        Category,
+        NotifyRequest,
+        PlanState,
+    )
+    from stanch.playbook import plan
+    from workflows import approvals
+    from workflows.approvals import ApprovalOutcome, Vote
+    from workflows.containment_types import (
+        ACTIVE,
+        DONE,
+        AckInput,
+        CarriedState,
+        ConfirmInput,
+        ContainmentInput,
+        ContainmentState,
+        ContainmentStatus,
+        DecisionInput,
+        DecisionResult,
+        NewAlertInput,
+        NewAlertResult,
+        ResolveInput,
+        ResolveVerdict,
+        Review,
+        RollbackInput,
+        RollbackResult,
+        StepState,
+        StepStatus,
+        StepView,
+        UndoneStep,
+    )
+
+SA_KIND = SearchAttributeKey.for_keyword("StanchIdentityKind")
+SA_RUNG = SearchAttributeKey.for_int("StanchRung")
+SA_STATUS = SearchAttributeKey.for_keyword("StanchStatus")
+
+ACTION_TIMEOUT = timedelta(seconds=30)
+ACTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,  # transient errors retry until schedule_to_close; permanent stop
+    non_retryable_error_types=["PermanentProviderError", "UnknownProvider"],
+)
+ACTION_BUDGET = timedelta(hours=1)  # 1-10-60: a step not done within the hour goes to a human
+QUICK = timedelta(seconds=10)
+QUICK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200),
+                          maximum_interval=timedelta(seconds=10), maximum_attempts=0)
+SEEN_ALERTS_KEPT = 1000
+MAX_UPDATES_PER_RUN = 1000
+
+
+@workflow.defn
+class ContainmentWorkflow:
+    @workflow.init
+    def __init__(self, inp: ContainmentInput) -> None:
+        c = inp.carried or CarriedState()
+        self.identity = inp.identity
+        self.use_sa = inp.search_attributes
+        self.idle_close_after = inp.idle_close_after
+        self.steps: list[StepState] = list(c.steps)
+        self.seen: list[str] = list(c.seen_alert_ids)
+        self._seen_set = set(self.seen)
+        self.alerts_seen = c.alerts_seen
+        self.categories: list[str] = list(c.categories_seen)
+        self.max_severity_rank = c.max_severity_rank
+        self.reviews: list[Review] = list(c.reviews)
+        self.state = c.state
+        self.playbooks = list(c.playbooks)
+        self.started_at = c.started_at
+        self.first_alert_received_at = c.first_alert_received_at
+        self.lock = asyncio.Lock()
+        self.updates_this_run = 0
+        self.rollback_requests: list[RollbackInput] = []
+        self.rollback_results: dict[int, RollbackResult] = {}
+        self.rollback_seq = 0
+        self.resolve_request: ResolveInput | None = None
+        self.closed = False
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.last_activity = workflow.now()
+
+    # ------------------------------------------------------------------ main loop
+    @workflow.run
+    async def run(self, inp: ContainmentInput) -> ContainmentStatus:
+        if self.started_at is None:
+            self.started_at = workflow.now()
+        while True:
+            await workflow.wait_condition(self._has_work, timeout=self._until_next_deadline())
+            if self.rollback_requests:
+                await self._rollback_all()
+                continue
+            if self.resolve_request is not None:
+                await self._resolve(self.resolve_request)
+                break
+            await self._fire_due_deadlines()
+            step = self._next_runnable()
+            if step is not None:
+                await self._advance(step)
+            if self._idle_expired():
+                workflow.logger.info("containment.idle_close", extra={"wf": self._wid})
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry(inp))
+        self.closed = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_tasks()
+        self._set_sa()
+        return self.status()
+
+    def _has_work(self) -> bool:
+        if self.rollback_requests or self.resolve_request is not None:
+            return True
+        if self._next_runnable() is not None:
+            return True
+        now = workflow.now()
+        return any(d <= now for d in self._deadlines()) or self._should_continue_as_new()
+
+    def _deadlines(self) -> list[Any]:
+        out = []
+        for s in self.steps:
+            if s.status is StepStatus.awaiting_approval and s.approval is not None:
+                out.append(s.approval.deadline)
+                nxt = s.approval.next_stage_at()
+                if nxt is not None:
+                    out.append(nxt)
+            if s.status is StepStatus.applied and s.revert_at is not None:
+                out.append(s.revert_at)
+        return out
+
+    def _until_next_deadline(self) -> timedelta | None:
+        now = workflow.now()
+        candidates = self._deadlines()
+        if not self.closed and not any(s.status in ACTIVE for s in self.steps):
+            candidates.append(self.last_activity + self.idle_close_after)
+        if not candidates:
+            return None
+        return max(min(candidates) - now, timedelta(milliseconds=1))
+
+    def _idle_expired(self) -> bool:
+        if any(s.status in ACTIVE for s in self.steps) or self._deadlines():
+            return False
+        return workflow.now() >= self.last_activity + self.idle_close_after
+
+    def _should_continue_as_new(self) -> bool:
+        if any(s.status is StepStatus.applying for s in self.steps):
+            return False
+        return (self.updates_this_run >= MAX_UPDATES_PER_RUN
+                or workflow.info().is_continue_as_new_suggested())
+
+    def _next_runnable(self) -> StepState | None:
+        # Ladder order: a step waiting for approval holds the rungs above it.
+        for s in self.steps:
+            if s.status in (StepStatus.queued, StepStatus.approved):
+                return s
+            if s.status in (StepStatus.awaiting_approval, StepStatus.applying):
+                return None
+        return None
+
+    # ------------------------------------------------------------------ one step
+    async def _advance(self, s: StepState) -> None:
+        async with self.lock:
+            if s.status is StepStatus.queued and self._needs_approval(s):
+                await self._request_approval(s)
+                return
+            if s.step.action is Action.notify:
+                await self._notify_step(s)
+                return
+            await self._apply(s)
+
+    def _needs_approval(self, s: StepState) -> bool:
+        if s.step.approval is None:
+            return False
+        if s.break_glass and s.step.break_glass:
+            return False  # break-glass: the playbook allows it; review opened on apply
+        return True
+
+    async def _request_approval(self, s: StepState) -> None:
+        policy = s.step.approval
+        assert policy is not None
+        groups = [g for g in policy.groups if g != "owner" and not g.startswith("user:")]
+        for stage in policy.escalation:
+            groups += [g for g in stage.groups if g not in groups]
+        members: dict[str, list[str]] = {}
+        if groups:
+            members = await workflow.execute_activity(
+                "snapshot_approvers", groups, result_type=dict[str, list[str]],
+                start_to_close_timeout=QUICK, retry_policy=QUICK_RETRY,
+            )
+        s.approval = approvals.new_request(
+            policy, now=workflow.now(), members=members, requester=s.requested_by,
+            subject_key=self.identity.ref.key, owner=self.identity.owner,
+        )
+        s.status = StepStatus.awaiting_approval
+        self._set_sa()
+        self._audit(AuditType.approval_requested, s, data={
+            "groups": s.approval.groups, "quorum": policy.quorum,
+            "deny_quorum": policy.deny_quorum, "deadline": s.approval.deadline.isoformat(),
+            "on_timeout": policy.on_timeout.value,
+        })
+        self._notify(s, "approval_requested", s.approval.groups, actions=True)
+
+    async def _apply(self, s: StepState) -> None:
+        s.status = StepStatus.applying
+        req = ActionRequest(
+            action_id=s.action_id, workflow_id=self._wid, identity=self.identity.ref,
+            action=s.step.action, params=s.step.params, reason=s.reason or s.step.description,
+            actor=s.requested_by or f"playbook:{s.step.playbook}", alert_ids=s.alert_ids,
+            ticket=s.ticket,
+        )
+        try:
+            result: ActionResult = await workflow.execute_activity(
+                "apply_action", req, result_type=ActionResult,
+                start_to_close_timeout=ACTION_TIMEOUT, schedule_to_close_timeout=ACTION_BUDGET,
+                retry_policy=ACTION_RETRY,
+            )
+        except ActivityError as err:
+            s.status = StepStatus.failed
+            s.error = _cause(err)
+            workflow.logger.warning("containment.step_failed",
+                                    extra={"wf": self._wid, "step": s.step.step_id})
+            # The activity audited the permanent failure; a human must look now.
+            self._notify(s, "action_failed", self._escalation_targets(s), actions=False)
+            self._set_sa()
+            return
+        s.result = result
+        s.applied_at = workflow.now()
+        s.status = (StepStatus.applied if result.status is ActionStatus.applied
+                    else StepStatus.already)
+        if s.status is StepStatus.applied and s.step.revert_after and result.undo is not None:
+            s.revert_at = workflow.now() + s.step.revert_after
+        if s.step.break_glass and (s.break_glass or s.step.approval is None):
+            # Glass was broken (a responder skipped approval, or the playbook runs an
+            # irreversible step unattended): notify loudly and open a review to acknowledge.
+            self._open_review(s)
+        self.last_activity = workflow.now()
+        self._set_sa()
+        if s.step.notify:
+            self._notify(s, "contained", s.step.notify, actions=False)
+
+    async def _notify_step(self, s: StepState) -> None:
+        targets = s.step.notify or ([f"user:{self.identity.owner}"] if self.identity.owner else [])
+        self._notify(s, "notice", targets, actions=False)
+        s.status = StepStatus.applied
+        s.applied_at = workflow.now()
+
+    def _open_review(self, s: StepState) -> None:
+        review = Review(review_id=f"review-{s.action_id}", step_id=s.step.step_id,
+                        opened_at=workflow.now(), requested_by=s.requested_by,
+                        reason=s.reason)
+        self.reviews.append(review)
+        self._audit(AuditType.break_glass, s,
+                    data={"break_glass_reason": s.step.break_glass_reason})
+        self._audit(AuditType.review_opened, s, data={"review_id": review.review_id})
+        groups = s.step.approval.groups if s.step.approval else []
+        self._notify(s, "break_glass", groups, actions=False)
+
+    # ------------------------------------------------------------------ deadlines
+    async def _fire_due_deadlines(self) -> None:
+        now = workflow.now()
+        for s in self.steps:
+            a = s.approval
+            if s.status is StepStatus.awaiting_approval and a is not None:
+                nxt = a.next_stage_at()
+                while nxt is not None and nxt <= now and nxt < a.deadline:
+                    added = approvals.escalate(a)
+                    self._audit(AuditType.approval_escalated, s,
+                                data={"stage": a.stage, "added_groups": added})
+                    self._notify(s, "escalated", added or a.groups, actions=True)
+                    nxt = a.next_stage_at()
+                if a.deadline <= now:
+                    outcome = approvals.expire(a)
+                    self._audit(AuditType.approval_timeout, s, data={
+                        "outcome": outcome.value, "on_timeout": a.policy.on_timeout.value,
+                        "approvals": a.approvals, "denials": a.denials})
+                    s.status = (StepStatus.approved if outcome is ApprovalOutcome.approved
+                                else StepStatus.timed_out)
+                    self._set_sa()
+            if s.status is StepStatus.applied and s.revert_at is not None and s.revert_at <= now:
+                async with self.lock:
+                    await self._undo(s, reason=f"revert_after {s.step.revert_after} elapsed",
+                                     actor="stanch:revert_after")
+
+    async def _undo(self, s: StepState, *, reason: str, actor: str) -> UndoneStep:
+        assert s.result is not None
+        if s.result.undo is None or s.result.irreversible:
+            return UndoneStep(step_id=s.step.step_id, action=s.step.action.value,
+                              outcome="irreversible",
+                              detail=s.result.message or "no undo exists for this action")
+        req = ActionRequest(
+            action_id=f"{s.action_id}-undo", workflow_id=self._wid, identity=self.identity.ref,
+            action=s.step.action, params={"original": s.result.model_dump(mode="json")},
+            reason=reason, actor=actor, alert_ids=s.alert_ids, ticket=s.ticket,
+        )
+        try:
+            undo: ActionResult = await workflow.execute_activity(
+                "undo_action", req, result_type=ActionResult,
+                start_to_close_timeout=ACTION_TIMEOUT, schedule_to_close_timeout=ACTION_BUDGET,
+                retry_policy=ACTION_RETRY,
+            )
+        except ActivityError as err:
+            s.error = _cause(err)
+            s.revert_at = None
+            self._notify(s, "undo_failed", self._escalation_targets(s), actions=False)
+            return UndoneStep(step_id=s.step.step_id, action=s.step.action.value,
+                              outcome="failed", detail=s.error)
+        s.undo_result = undo
+        s.status = StepStatus.reverted
+        s.revert_at = None
+        self.last_activity = workflow.now()
+        self._set_sa()
+        return UndoneStep(step_id=s.step.step_id, action=s.step.action.value, outcome="reverted",
+                          detail=undo.message)
+
+    # ------------------------------------------------------------------ rollback / resolve
+    async def _rollback_all(self) -> None:
+        async with self.lock:
+            requests, self.rollback_requests = self.rollback_requests, []
+            req = requests[0]
+            result = RollbackResult()
+            for s in self.steps:
+                if s.status in (StepStatus.queued, StepStatus.awaiting_approval,
+                                StepStatus.approved):
+                    s.status = StepStatus.cancelled
+                    if s.approval is not None:
+                        s.approval.outcome = ApprovalOutcome.cancelled
+            for s in reversed(self.steps):
+                if s.status is StepStatus.applied and s.result is not None:
+                    if s.step.action is Action.notify:
+                        continue
+                    result.steps.append(await self._undo(
+                        s, reason=f"rollback: {req.reason}", actor=req.principal))
+                elif s.status is StepStatus.already:
+                    result.steps.append(UndoneStep(
+                        step_id=s.step.step_id, action=s.step.action.value,
+                        outcome="nothing_to_undo", detail="was already in the target state"))
+            self.state = ContainmentState.rolled_back
+            self._audit(AuditType.rollback, None, actor=req.principal, reason=req.reason,
+                        data={"steps": [u.model_dump() for u in result.steps]})
+            self._set_sa()
+            for _ in requests:
+                self.rollback_seq += 1
+                self.rollback_results[self.rollback_seq] = result
+
+    async def _resolve(self, req: ResolveInput) -> None:
+        if req.verdict is ResolveVerdict.false_positive:
+            self.rollback_requests.append(RollbackInput(principal=req.principal,
+                                                        reason=f"false positive: {req.reason}"))
+            await self._rollback_all()
+        else:
+            for s in self.steps:
+                if s.status is StepStatus.applied and s.revert_at is not None:
+                    s.revert_at = None
+                    s.confirmed_by = req.principal
+                if s.status in (StepStatus.queued, StepStatus.awaiting_approval,
+                                StepStatus.approved):
+                    s.status = StepStatus.cancelled
+        self.state = ContainmentState.resolved
+        self._audit(AuditType.resolved, None, actor=req.principal, reason=req.reason,
+                    data={"verdict": req.verdict.value})
+
+    # ------------------------------------------------------------------ updates
+    @workflow.update
+    async def add_alert(self, inp: NewAlertInput) -> NewAlertResult:
+        self.updates_this_run += 1
+        alert = inp.alert
+        if alert.id in self._seen_set:
+            return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=True)
+        self._remember(alert.id)
+        self.alerts_seen += 1
+        if self.first_alert_received_at is None:
+            self.first_alert_received_at = alert.received_at
+        if alert.category.value not in self.categories:
+            self.categories.append(alert.category.value)
+        self.identity = inp.identity
+        for pb in inp.playbooks:
+            self.playbooks = [p for p in self.playbooks if p.name != pb.name] + [pb]
+        result = plan(alert, self.identity, self.playbooks, self._plan_state())
+        queued: list[str] = []
+        rank = alert.severity.rank
+        for step in result.steps:
+            existing = self._find(step.step_id)
+            if existing is not None and (existing.status in ACTIVE or existing.status in DONE):
+                if alert.id not in existing.alert_ids:
+                    existing.alert_ids.append(alert.id)
+                continue
+            if existing is not None and rank <= existing.severity_rank:
+                # Denied, timed out, failed or reverted already: only worse evidence asks again.
+                continue
+            self.steps.append(StepState(
+                step=step, action_id=f"act-{workflow.uuid4().hex[:24]}", alert_ids=[alert.id],
+                requested_by=inp.requested_by, reason=inp.reason or alert.title,
+                ticket=inp.ticket, break_glass=inp.break_glass, severity_rank=rank,
+                queued_at=workflow.now(),
+            ))
+            queued.append(step.step_id)
+        self.max_severity_rank = max(self.max_severity_rank, rank)
+        if self.state in (ContainmentState.rolled_back,) and queued:
+            self.state = ContainmentState.active
+        self.last_activity = workflow.now()
+        self._audit(AuditType.plan_chosen, None, actor="stanch", alert_ids=[alert.id],
+                    reason=result.reason, data={
+                        "playbook": result.playbook, "queued": queued,
+                        "planned": [s.step_id for s in result.steps],
+                        "category": alert.category.value, "severity": alert.severity.value})
+        self._set_sa()
+        return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=False,
+                              playbook=result.playbook, queued=queued, plan_reason=result.reason)
+
+    @add_alert.validator
+    def _validate_add_alert(self, inp: NewAlertInput) -> None:
+        if self.closed or self.resolve_request is not None:
+            raise ApplicationError("containment is resolved; a new alert starts a new one",
+                                   type="Closed")
+        if inp.identity.ref != self.identity.ref:
+            raise ApplicationError("alert is for a different identity", type="WrongIdentity")
+
+    @workflow.update
+    async def decide(self, inp: DecisionInput) -> DecisionResult:
+        self.updates_this_run += 1
+        s = self._find(inp.step_id)
+        assert s is not None and s.approval is not None  # guaranteed by the validator
+        outcome = approvals.record(s.approval, Vote(
+            principal=inp.principal.id, verdict=inp.verdict, comment=inp.comment,
+            at=workflow.now(), channel=inp.channel))
+        if outcome is ApprovalOutcome.approved:
+            s.status = StepStatus.approved
+        elif outcome is ApprovalOutcome.denied:
+            s.status = StepStatus.denied
+        self._audit(AuditType.decision_recorded, s, actor=inp.principal.id, reason=inp.comment,
+                    data={"verdict": inp.verdict.value, "channel": inp.channel,
+                          "outcome": outcome.value, "approvals": s.approval.approvals,
+                          "denials": s.approval.denials, "groups": inp.principal.groups})
+        self.last_activity = workflow.now()
+        self._set_sa()
+        return DecisionResult(step_id=inp.step_id, status=s.status,
+                              approvals=s.approval.approvals, denials=s.approval.denials,
+                              quorum=s.approval.policy.quorum,
+                              deny_quorum=s.approval.policy.deny_quorum)
+
+    @decide.validator
+    def _validate_decide(self, inp: DecisionInput) -> None:
+        s = self._find(inp.step_id)
+        if s is None:
+            raise ApplicationError(f"unknown step {inp.step_id!r}", type="UnknownStep")
+        reason = approvals.refusal(
+            s.approval if s.status is StepStatus.awaiting_approval else None,
+            inp.principal, inp.verdict)
+        if reason is not None:
+            raise ApplicationError(reason, type="DecisionRefused")
+
+    @workflow.update
+    async def rollback(self, inp: RollbackInput) -> RollbackResult:
+        self.updates_this_run += 1
+        self.rollback_requests.append(inp)
+        target = self.rollback_seq + len(self.rollback_requests)
+        await workflow.wait_condition(lambda: target in self.rollback_results)
+        return self.rollback_results[target]
+
+    @rollback.validator
+    def _validate_rollback(self, inp: RollbackInput) -> None:
+        if not inp.reason.strip():
+            raise ApplicationError("a reason is required", type="ReasonRequired")
+        if self.closed or self.resolve_request is not None:
+            raise ApplicationError("containment is resolved", type="Closed")
+
+    @workflow.update
+    async def resolve(self, inp: ResolveInput) -> ContainmentStatus:
+        self.updates_this_run += 1
+        self.resolve_request = inp
+        await workflow.wait_condition(lambda: self.state is ContainmentState.resolved)
+        return self.status()
+
+    @resolve.validator
+    def _validate_resolve(self, inp: ResolveInput) -> None:
+        if self.closed or self.resolve_request is not None:
+            raise ApplicationError("containment is already resolved", type="Closed")
+
+    @workflow.update
+    async def confirm(self, inp: ConfirmInput) -> StepView:
+        self.updates_this_run += 1
+        s = self._find(inp.step_id)
+        assert s is not None
+        s.revert_at = None
+        s.confirmed_by = inp.principal
+        self._audit(AuditType.confirmed, s, actor=inp.principal, reason=inp.reason)
+        return self._view(s)
+
+    @confirm.validator
+    def _validate_confirm(self, inp: ConfirmInput) -> None:
+        s = self._find(inp.step_id)
+        if s is None:
+            raise ApplicationError(f"unknown step {inp.step_id!r}", type="UnknownStep")
+        if s.status is not StepStatus.applied or s.revert_at is None:
+            raise ApplicationError("nothing to confirm: the step has no pending revert",
+                                   type="NotPending")
+
+    @workflow.update
+    async def acknowledge_review(self, inp: AckInput) -> Review:
+        self.updates_this_run += 1
+        review = next(r for r in self.reviews if r.review_id == inp.review_id)
+        review.acknowledged_by = inp.principal
+        review.acknowledged_at = workflow.now()
+        self._audit(AuditType.review_acknowledged, None, actor=inp.principal,
+                    reason=inp.comment, data={"review_id": inp.review_id,
+                                              "step_id": review.step_id})
+        return review
+
+    @acknowledge_review.validator
+    def _validate_ack(self, inp: AckInput) -> None:
+        review = next((r for r in self.reviews if r.review_id == inp.review_id), None)
+        if review is None:
+            raise ApplicationError(f"unknown review {inp.review_id!r}", type="UnknownReview")
+        if review.acknowledged_by is not None:
+            raise ApplicationError("review already acknowledged", type="NotPending")
+        if review.requested_by is not None and review.requested_by == inp.principal:
+            raise ApplicationError("the person who broke glass cannot acknowledge their own "
+                                   "review", type="DecisionRefused")
+
+    @workflow.query
+    def status(self) -> ContainmentStatus:
+        applied = [s for s in self.steps if s.status in DONE and s.result is not None]
+        rung = max((s.step.action.rung for s in applied), default=0)
+        top = max(applied, key=lambda s: s.step.action.rung) if applied else None
+        level = top.step.action.value if top is not None else None
+        pending = []
+        for s in self.steps:
+            if s.status is StepStatus.awaiting_approval and s.approval is not None:
+                pending.append({
+                    "step_id": s.step.step_id, "action": s.step.action.value,
+                    "groups": s.approval.groups, "quorum": s.approval.policy.quorum,
+                    "approvals": s.approval.approvals, "denials": s.approval.denials,
+                    "requested_at": s.approval.requested_at.isoformat(),
+                    "deadline": s.approval.deadline.isoformat(),
+                })
+        return ContainmentStatus(
+            workflow_id=self._wid, identity=self.identity, state=self._overall_state(),
+            rung=rung, level=level, steps=[self._view(s) for s in self.steps],
+            pending_approvals=pending,
+            applied=[{"step_id": s.step.step_id, "action": s.step.action.value,
+                      "action_id": s.action_id, "status": s.status.value,
+                      "before": s.result.before if s.result else {},
+                      "undo": s.result.undo.model_dump(mode="json")
+                      if s.result and s.result.undo else None,
+                      "irreversible": bool(s.result and s.result.irreversible)}
+                     for s in applied],
+            reviews=self.reviews, alerts_seen=self.alerts_seen,
+            audit={s.step.step_id: s.action_id for s in self.steps},
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _wid(self) -> str:
+        return workflow.info().workflow_id
+
+    def _overall_state(self) -> ContainmentState:
+        if self.state in (ContainmentState.resolved, ContainmentState.rolled_back):
+            return self.state
+        if any(s.status is StepStatus.awaiting_approval for s in self.steps):
+            return ContainmentState.awaiting_approval
+        if any(s.status in (StepStatus.queued, StepStatus.approved, StepStatus.applying)
+               for s in self.steps):
+            return ContainmentState.active
+        if any(s.status is StepStatus.failed for s in self.steps):
+            return ContainmentState.failed
+        return ContainmentState.contained
+
+    def _find(self, step_id: str) -> StepState | None:
+        for s in reversed(self.steps):
+            if s.step.step_id == step_id:
+                return s
+        return None
+
+    def _remember(self, alert_id: str) -> None:
+        self.seen.append(alert_id)
+        self._seen_set.add(alert_id)
+        if len(self.seen) > SEEN_ALERTS_KEPT:
+            dropped = self.seen.pop(0)
+            self._seen_set.discard(dropped)
+
+    def _plan_state(self) -> PlanState:
+        done = [s for s in self.steps if s.status in ACTIVE or s.status in DONE]
+        return PlanState(
+            applied_step_ids=[s.step.step_id for s in done],
+            applied_actions=[s.step.action for s in done],
+            rung=max((s.step.action.rung for s in done if s.status in DONE), default=0),
+            alerts_seen=self.alerts_seen,
+            categories_seen=[Category(c) for c in self.categories],
+        )
+
+    def _view(self, s: StepState) -> StepView:
+        appr = None
+        if s.approval is not None:
+            appr = s.approval.model_dump(mode="json", exclude={"members"})
+        return StepView(
+            step_id=s.step.step_id, action=s.step.action.value, status=s.status,
+            playbook=s.step.playbook, alert_ids=s.alert_ids, approval=appr,
+            result=s.result.model_dump(mode="json") if s.result else None,
+            undo=s.result.undo.model_dump(mode="json") if s.result and s.result.undo else None,
+            irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,
+            revert_at=s.revert_at, error=s.error,
+        )
+
+    def _escalation_targets(self, s: StepState) -> list[str]:
+        if s.step.approval is not None:
+            return list(s.step.approval.groups)
+        return [f"user:{self.identity.owner}"] if self.identity.owner else ["soc-approvers"]
+
+    def _audit(self, type_: AuditType, s: StepState | None, *, actor: str = "stanch",
+               reason: str | None = None, alert_ids: list[str] | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        """Fire-and-collect an audit activity; it must not delay the containment itself."""
+        d = dict(data or {})
+        if s is not None:
+            d.setdefault("step_id", s.step.step_id)
+            d.setdefault("action", s.step.action.value)
+        event = AuditEvent(
+            type=type_, at=workflow.now(), actor=actor, subject=self.identity.ref.key,
+            workflow_id=self._wid, alert_ids=alert_ids or (s.alert_ids if s else []),
+            action_id=s.action_id if s else None, reason=reason, ticket=s.ticket if s else None,
+            data=d, dedup_key=f"{self._wid}:{workflow.uuid4().hex}",
+        )
+        self.tasks.append(asyncio.create_task(workflow.execute_activity(
+            "record_audit", event, start_to_close_timeout=QUICK, retry_policy=QUICK_RETRY)))
+        self._prune_tasks()
+
+    def _notify(self, s: StepState, kind: str, targets: list[str], *, actions: bool) -> None:
+        req = NotifyRequest(
+            notification_id=f"{s.action_id}:{kind}:{workflow.uuid4().hex[:8]}", kind=kind,
+            targets=targets, workflow_id=self._wid, step_id=s.step.step_id,
+            subject=self.identity.ref.key,
+            title=f"{kind.replace('_', ' ')}: {s.step.action.value} on "
+                  f"{self.identity.display_name or self.identity.ref.id}",
+            text=s.reason, fields={"playbook": s.step.playbook, "step": s.step.step_id,
+                                   "status": s.status.value},
+            actions=actions,
+            deadline=s.approval.deadline if s.approval is not None else None,
+        )
+        self.tasks.append(asyncio.create_task(workflow.execute_activity(
+            "notify", req, start_to_close_timeout=QUICK,
+            schedule_to_close_timeout=timedelta(minutes=10), retry_policy=QUICK_RETRY)))
+        self._prune_tasks()
+
+    def _prune_tasks(self) -> None:
+        self.tasks = [t for t in self.tasks if not t.done()]
+
+    async def _drain_tasks(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            self.tasks = []
+
+    def _set_sa(self) -> None:
+        if not self.use_sa:
+            return
+        applied = [s.step.action.rung for s in self.steps if s.status in DONE]
+        workflow.upsert_search_attributes([
+            SA_KIND.value_set(self.identity.ref.kind.value),
+            SA_RUNG.value_set(max(applied, default=0)),
+            SA_STATUS.value_set(self._overall_state().value),
+        ])
+
+    def _carry(self, inp: ContainmentInput) -> ContainmentInput:
+        return ContainmentInput(
+            identity=self.identity, search_attributes=self.use_sa,
+            idle_close_after=self.idle_close_after,
+            carried=CarriedState(
+                steps=self.steps, seen_alert_ids=self.seen, alerts_seen=self.alerts_seen,
+                categories_seen=self.categories, max_severity_rank=self.max_severity_rank,
+                reviews=self.reviews, state=self.state, playbooks=self.playbooks,
+                started_at=self.started_at,
+                first_alert_received_at=self.first_alert_received_at,
+            ),
+        )
+
+
+def _cause(err: BaseException) -> str:
+    cur: BaseException | None = err
+    while cur is not None and cur.__cause__ is not None:
+        cur = cur.__cause__
+    return str(cur or err)

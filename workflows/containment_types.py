@@ -1,0 +1,206 @@
+"""Inputs, results and state of ContainmentWorkflow: one type per handler (STYLE.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from stanch.models import (
+    ActionResult,
+    Alert,
+    IdentityContext,
+    PlannedStep,
+    Principal,
+)
+
+# The playbook type lives with the planner; the workflow receives playbooks as data.
+from stanch.playbook import Playbook
+from workflows.approvals import ApprovalState, Verdict
+
+
+class StepStatus(StrEnum):
+    queued = "queued"
+    awaiting_approval = "awaiting_approval"
+    approved = "approved"
+    applying = "applying"
+    applied = "applied"
+    already = "already"  # target state already held: nothing changed, nothing to undo
+    denied = "denied"
+    timed_out = "timed_out"
+    failed = "failed"
+    reverted = "reverted"  # undone by revert_after or rollback
+    cancelled = "cancelled"
+
+
+ACTIVE = {StepStatus.queued, StepStatus.awaiting_approval, StepStatus.approved,
+          StepStatus.applying}
+DONE = {StepStatus.applied, StepStatus.already}
+
+
+class ContainmentState(StrEnum):
+    active = "active"
+    awaiting_approval = "awaiting_approval"
+    contained = "contained"
+    failed = "failed"
+    rolled_back = "rolled_back"
+    resolved = "resolved"
+
+
+class StepState(BaseModel):
+    step: PlannedStep
+    status: StepStatus = StepStatus.queued
+    action_id: str
+    alert_ids: list[str] = Field(default_factory=list)
+    requested_by: str | None = None
+    reason: str = ""
+    ticket: str | None = None
+    break_glass: bool = False
+    severity_rank: int = 0
+    queued_at: datetime
+    approval: ApprovalState | None = None
+    result: ActionResult | None = None
+    applied_at: datetime | None = None
+    revert_at: datetime | None = None
+    confirmed_by: str | None = None
+    undo_result: ActionResult | None = None
+    error: str | None = None
+
+
+class Review(BaseModel):
+    review_id: str
+    step_id: str
+    opened_at: datetime
+    requested_by: str | None
+    reason: str
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+
+class CarriedState(BaseModel):
+    """What a continued-as-new run takes with it."""
+
+    steps: list[StepState] = Field(default_factory=list)
+    seen_alert_ids: list[str] = Field(default_factory=list)
+    alerts_seen: int = 0
+    categories_seen: list[str] = Field(default_factory=list)
+    max_severity_rank: int = 0
+    reviews: list[Review] = Field(default_factory=list)
+    state: ContainmentState = ContainmentState.active
+    playbooks: list[Playbook] = Field(default_factory=list)
+    started_at: datetime | None = None
+    first_alert_received_at: datetime | None = None
+
+
+class ContainmentInput(BaseModel):
+    identity: IdentityContext
+    search_attributes: bool = Field(
+        default=True, description="Upsert Stanch search attributes (registered on the server)."
+    )
+    idle_close_after: timedelta = Field(default=timedelta(days=30))
+    carried: CarriedState | None = None
+
+
+class NewAlertInput(BaseModel):
+    alert: Alert
+    identity: IdentityContext
+    playbooks: list[Playbook] = Field(default_factory=list)
+    requested_by: str | None = Field(default=None, description="Manual: who asked.")
+    reason: str = ""
+    ticket: str | None = None
+    break_glass: bool = False
+
+
+class NewAlertResult(BaseModel):
+    workflow_id: str
+    alert_id: str
+    deduplicated: bool
+    playbook: str | None = None
+    queued: list[str] = Field(default_factory=list)
+    plan_reason: str = ""
+
+
+class DecisionInput(BaseModel):
+    step_id: str
+    verdict: Verdict
+    principal: Principal
+    comment: str = ""
+    channel: str = "api"
+
+
+class DecisionResult(BaseModel):
+    step_id: str
+    status: StepStatus
+    approvals: int
+    denials: int
+    quorum: int
+    deny_quorum: int
+
+
+class RollbackInput(BaseModel):
+    principal: str
+    reason: str
+
+
+class UndoneStep(BaseModel):
+    step_id: str
+    action: str
+    outcome: str  # reverted | irreversible | failed | nothing_to_undo
+    detail: str = ""
+
+
+class RollbackResult(BaseModel):
+    steps: list[UndoneStep] = Field(default_factory=list)
+
+
+class ResolveVerdict(StrEnum):
+    true_positive = "true_positive"
+    false_positive = "false_positive"
+
+
+class ResolveInput(BaseModel):
+    verdict: ResolveVerdict
+    principal: str
+    reason: str = ""
+
+
+class ConfirmInput(BaseModel):
+    step_id: str
+    principal: str
+    reason: str = ""
+
+
+class AckInput(BaseModel):
+    review_id: str
+    principal: str
+    comment: str = ""
+
+
+class StepView(BaseModel):
+    step_id: str
+    action: str
+    status: StepStatus
+    playbook: str
+    alert_ids: list[str]
+    approval: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    undo: dict[str, Any] | None = None
+    irreversible: bool = False
+    revert_at: datetime | None = None
+    error: str | None = None
+
+
+class ContainmentStatus(BaseModel):
+    workflow_id: str
+    identity: IdentityContext
+    state: ContainmentState
+    rung: int
+    level: str | None
+    steps: list[StepView]
+    pending_approvals: list[dict[str, Any]]
+    applied: list[dict[str, Any]]
+    reviews: list[Review]
+    alerts_seen: int
+    audit: dict[str, str] = Field(default_factory=dict)
