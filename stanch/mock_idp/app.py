@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stanch.mock_idp.faults import FaultMiddleware, FaultRule, Faults, FaultSet
 from stanch.mock_idp.store import CREDENTIAL_TYPES, IdpError, Store
@@ -166,9 +166,15 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
 
     @app.post("/faults")
     async def add_faults(request: Request) -> JSONResponse:
-        raw = await request.json()
-        fault_set = (FaultSet.model_validate(raw) if isinstance(raw, dict) and "rules" in raw
-                     else FaultSet(rules=[FaultRule.model_validate(raw)]))
+        try:
+            raw = await request.json()
+            fault_set = (FaultSet.model_validate(raw) if isinstance(raw, dict) and "rules" in raw
+                         else FaultSet(rules=[FaultRule.model_validate(raw)]))
+        except (ValueError, ValidationError) as err:
+            reason = ("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in err.errors(include_input=False))
+                      if isinstance(err, ValidationError) else "body is not JSON")
+            raise IdpError(422, "InvalidInput", f"fault rule refused: {reason}") from None
         added = faults.add(fault_set.rules, fault_set.seed)
         return _ok({"added": added, "rules": faults.describe()}, 201)
 

@@ -312,13 +312,16 @@ class Store:
     def revoke_sessions(self, identity_id: str, key: str | None) -> dict[str, Any]:
         with self._write() as db:
             self._require(db, identity_id)
-            ids = [r["id"] for r in db.execute(
-                "SELECT id FROM sessions WHERE identity_id = ? ORDER BY created_at, id",
+            sessions = [{"id": r["id"], "created_at": r["created_at"]} for r in db.execute(
+                "SELECT id, created_at FROM sessions WHERE identity_id = ?"
+                " ORDER BY created_at, id",
                 (identity_id,),
             )]
+            ids = [s["id"] for s in sessions]
             if ids:
                 db.execute("DELETE FROM sessions WHERE identity_id = ?", (identity_id,))
-                self._record(db, identity_id, "sessions.revoke", {"session_ids": ids}, key)
+                self._record(db, identity_id, "sessions.revoke",
+                             {"session_ids": ids, "sessions": sessions}, key)
         return {"changed": bool(ids), "revoked": ids}
 
     def set_identity_status(self, identity_id: str, status: str, key: str | None
