@@ -38,6 +38,12 @@ def guess_name_type(name: str) -> NameType:
     return NameType.username
 
 
+def guess_id_type(name: str) -> NameType:
+    """Like :func:`guess_name_type` for an opaque id field: a plain word is ``other``."""
+    nt = guess_name_type(name)
+    return NameType.other if nt is NameType.username else nt
+
+
 class Mentions:
     """An ordered, de-duplicated, bounded list of identity mentions."""
 
@@ -51,13 +57,16 @@ class Mentions:
         name_type: NameType | None = None,
         kind: IdentityKind | None = None,
         role: str | None = None,
+        *,
+        is_id: bool = False,
     ) -> None:
+        """Add one mention; ``name_type`` None means guess (``is_id``: an opaque id field)."""
         if isinstance(name, bool) or not isinstance(name, str | int):
             return
         n = str(name).strip()
         if not n or len(n) > _MAX_NAME or n in ("-", "N/A", "n/a", "unknown", "null"):
             return
-        nt = name_type or guess_name_type(n)
+        nt = name_type or (guess_id_type(n) if is_id else guess_name_type(n))
         if nt is NameType.access_key_id and kind is None:
             kind = IdentityKind.access_key
         key = (n.lower(), nt)
@@ -91,7 +100,7 @@ def level_word(value: Any) -> Level | None:
 # (a leaked key seen in use) comes before the general (an unusual API call).
 KEYWORD_CATEGORIES: list[tuple[re.Pattern[str], Category]] = [
     (re.compile(r"leak|expos|exfiltrat|secret.?scan|credential.?(dump|theft|stolen|compromis)"
-                r"|stolen.?(key|token|credential)|compromised.?(key|credential|token)", re.I),
+                r"|stolen.?(key|token|credential)|compromised.{0,30}(key|credential|token)", re.I),
      Category.leaked_secret),
     (re.compile(r"privilege.?escalat|priv.?esc|admin.?(role|group|right|privilege)"
                 r"|(added|add).{0,20}(admin|privileged|owner)|role.?assign|elevat", re.I),
@@ -104,7 +113,8 @@ KEYWORD_CATEGORIES: list[tuple[re.Pattern[str], Category]] = [
     (re.compile(r"malware|ransomware|trojan|backdoor|crypto.?(currency|min)|miner|virus"
                 r"|implant|beacon|c2\b|command.?and.?control", re.I),
      Category.malware_on_host),
-    (re.compile(r"sign.?in|log.?in|log.?on|impossible.?travel|atypical.?travel|\bmfa\b"
+    (re.compile(r"sign.?in|log.?in|log.?on|(impossible|atypical|improbable).?(travel|access)"
+                r"|geographically|\bmfa\b"
                 r"|multi.?factor|brute|password.?spray|unfamiliar|authenticat|session.?hijack"
                 r"|credential.?stuff|account.?takeover", re.I),
      Category.risky_sign_in),

@@ -95,7 +95,7 @@ def _mentions(attrs: dict[str, Any], group_by: dict[str, Any]) -> Mentions:
         for v in as_list(lookup(doc, "usr.name")):
             m.add(v, None, None, "actor")
         for v in as_list(lookup(doc, "usr.id")):
-            m.add(v, None, None, "actor")
+            m.add(v, None, None, "actor", is_id=True)
         for v in as_list(lookup(doc, "userIdentity.accessKeyId")):
             m.add(v, NameType.access_key_id, IdentityKind.access_key, "credential")
         for v in as_list(lookup(doc, "userIdentity.arn")):

@@ -104,7 +104,7 @@ def _mentions(doc: dict[str, Any]) -> Mentions:
             m.add(f"{domain}\\{v}", NameType.domain_user, None, "actor")
         m.add(v, None, None, "actor")
     for v in as_list(lookup(doc, "user.id")):
-        m.add(v, None, None, "actor")
+        m.add(v, None, None, "actor", is_id=True)
     m.add(lookup(doc, "aws.cloudtrail.user_identity.access_key_id"), NameType.access_key_id,
           IdentityKind.access_key, "credential")
     m.add(lookup(doc, "aws.cloudtrail.user_identity.arn"), NameType.arn, None, "actor")

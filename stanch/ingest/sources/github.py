@@ -20,7 +20,7 @@ from stanch.ingest.errors import NormalizeError
 from stanch.models import Alert, Category, IdentityKind, Level, NameType
 
 SOURCE = "github"
-_AWS_KEY_IN = re.compile(r"\b((?:AKIA|ASIA)[A-Z0-9]{16})\b")
+_AWS_KEY_IN = re.compile(r"\b((?:AKIA|ASIA)[A-Z0-9]{12,20})\b")
 _VALIDITY = {"active": Level.high, "inactive": Level.low, "unknown": Level.medium}
 
 

@@ -106,7 +106,7 @@ def _mentions(doc: dict[str, Any]) -> Mentions:
         kind = _USER_KIND.get(int(type_id)) if type_id is not None and type_id == int(type_id) \
             else None
         m.add(opt_str(user, "email_addr"), NameType.email, kind, role)
-        m.add(opt_str(user, "uid"), None, kind, role)
+        m.add(opt_str(user, "uid"), None, kind, role, is_id=True)
         m.add(opt_str(user, "name"), None, kind, role)
         cred = opt_str(user, "credential_uid")
         if cred:
