@@ -5,7 +5,11 @@ Each command module registers its commands on the root app when imported.
 
 from __future__ import annotations
 
-from stanch.cli import runtime  # noqa: F401  (up, worker, api, mock-idp)
+from stanch.cli import (
+    containment,  # noqa: F401  (status, contain, approve, deny, rollback, resolve, …)
+    runtime,  # noqa: F401  (up, worker, api, mock-idp)
+    token,  # noqa: F401  (token create)
+)
 from stanch.cli._app import app
 
 
