@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from stanch.cli import (
     containment,  # noqa: F401  (status, contain, approve, deny, rollback, resolve, …)
+    playbook,  # noqa: F401  (playbook lint, simulate, test, schema)
     runtime,  # noqa: F401  (up, worker, api, mock-idp)
     token,  # noqa: F401  (token create)
 )
