@@ -275,7 +275,7 @@ class PostgresAuditStore:
     def doubts(self) -> list[AuditRecord]:
         return self._records(
             """SELECT i.body, i.hash FROM audit_records i
-               WHERE i.type = %s AND NOT EXISTS (
+               WHERE (i.type = %s OR i.phase = 'intent') AND NOT EXISTS (
                    SELECT 1 FROM audit_records r
                    WHERE r.action_id = i.action_id AND r.seq > i.seq
                      AND (r.phase = 'result' OR r.type IN (%s, %s)))

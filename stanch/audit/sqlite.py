@@ -238,7 +238,7 @@ class SqliteAuditStore:
     def doubts(self) -> list[AuditRecord]:
         sql = """
             SELECT i.body, i.hash FROM audit_records i
-            WHERE i.type = ? AND NOT EXISTS (
+            WHERE (i.type = ? OR i.phase = 'intent') AND NOT EXISTS (
                 SELECT 1 FROM audit_records r
                 WHERE r.action_id = i.action_id AND r.seq > i.seq
                   AND (r.phase = 'result' OR r.type IN (?, ?)))

@@ -28,18 +28,3 @@ def event(n: int = 0, **kw: Any) -> AuditEvent:
     base.update(kw)
     return AuditEvent(**base)
 
-
-def append_in_child(path: str, start: Any, n: int, dedup: bool) -> list[int]:
-    """Run in a separate process: append ``n`` events, racing the parent's other child."""
-    from stanch.audit import SqliteAuditStore
-
-    start.wait()
-    store = SqliteAuditStore(path)
-    seqs = []
-    for i in range(n):
-        key = f"shared:{i}" if dedup else None
-        rec = store.append(event(i, dedup_key=key, action_id=f"shared{i}", phase="intent",
-                                 type=AuditType.action_intent))
-        seqs.append(rec.seq)
-    store.close()
-    return seqs

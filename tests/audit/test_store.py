@@ -105,3 +105,7 @@ def test_doubts_lists_intents_without_result(store: AuditStore) -> None:
     action(7, "a2", "result", AuditType.action_result)
     assert [r.action_id for r in store.doubts()] == ["a4"]
     assert store.head()[0] == 7
+    action(8, "undo-a1", "intent", AuditType.revert)  # an undo has intent and result too
+    assert [r.action_id for r in store.doubts()] == ["a4", "undo-a1"]
+    action(9, "undo-a1", "result", AuditType.revert)
+    assert [r.action_id for r in store.doubts()] == ["a4"]
