@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +50,35 @@ def bao_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 f"-dev-listen-address=127.0.0.1:{port}"], port, "bao",
                tmp_path_factory.mktemp("bao"), env={"BAO_DEV_ROOT_TOKEN_ID": BAO_ROOT}):
         yield f"http://127.0.0.1:{port}"
+
+
+LDAP_ROOT_DN = "cn=admin,dc=stanch,dc=test"
+LDAP_ROOT_PW = "ldap-root-pw"
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers"
+
+
+def _slapd() -> str | None:
+    return shutil.which("slapd") or ("/usr/sbin/slapd" if Path("/usr/sbin/slapd").exists()
+                                     else None)
+
+
+@pytest.fixture(scope="session")
+def ldap_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private slapd (mdb + ppolicy) seeded with people, groups and a lockout policy."""
+    exe = _slapd()
+    if exe is None:
+        pytest.skip("slapd is not installed: run `bash scripts/sysdeps.sh` as root "
+                    "(installs slapd and ldap-utils)")
+    work = tmp_path_factory.mktemp("slapd")
+    (work / "db").mkdir()
+    conf = (_FIXTURES / "slapd.conf.in").read_text()
+    conf = conf.replace("@DIR@", str(work)).replace("@ROOTPW@", LDAP_ROOT_PW)
+    (work / "slapd.conf").write_text(conf)
+    subprocess.run([exe.replace("slapd", "slapadd"), "-f", str(work / "slapd.conf"), "-l",
+                    str(_FIXTURES / "ldap-base.ldif")], check=True, capture_output=True)
+    port = free_port()
+    url = f"ldap://127.0.0.1:{port}/"
+    # -d 0 keeps slapd in the foreground so the fixture owns the process
+    with serve([exe, "-f", str(work / "slapd.conf"), "-h", url, "-d", "0"], port, "slapd",
+               work):
+        yield url.rstrip("/")
