@@ -111,7 +111,7 @@ KEYWORD_CATEGORIES: list[tuple[re.Pattern[str], Category]] = [
     (re.compile(r"dormant|inactive|stale|orphan|unused.?(account|identity|key)", re.I),
      Category.dormant_identity_active),
     (re.compile(r"malware|ransomware|trojan|backdoor|crypto.?(currency|min)|miner|virus"
-                r"|implant|beacon|c2\b|command.?and.?control", re.I),
+                r"|implant|beacon|\bc2\b|command.?and.?control", re.I),
      Category.malware_on_host),
     (re.compile(r"sign.?in|log.?in|log.?on|(impossible|atypical|improbable).?(travel|access)"
                 r"|geographically|\bmfa\b"
