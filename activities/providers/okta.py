@@ -1,0 +1,347 @@
+"""Okta adapter (Management API over httpx).
+
+Identity ids are Okta ids: a user id for kind ``user``, an app id for kind ``oauth_app``.
+
+- reduce_scope (user): leave Okta-native groups (``type == OKTA_GROUP``; app-imported and
+  built-in groups cannot be left through the API). Params ``groups``: ids or names,
+  default all native groups. Undo puts the user back (``PUT /groups/{g}/users/{u}``).
+- force_reauth (user): ``DELETE /users/{id}/sessions?oauthTokens=true``; with params
+  ``grants: true`` (or a list of client ids) the user's OAuth consent grants are revoked
+  too. Irreversible: sessions, tokens and grants are gone; the user signs in again.
+- revoke (user): ``POST /users/{id}/lifecycle/suspend``; undo ``…/unsuspend``.
+  (*deactivate* is destructive and left to humans.)
+- rotate (oauth_app): add a client secret, deactivate the old one (params ``secret_id``).
+  Okta keeps at most two secrets and deletes only inactive ones: an inactive extra secret
+  is deleted (said in the result), an active one fails permanently. Undo reactivates the
+  old secret and deactivates and deletes the new one. The new secret goes to
+  ``options.secret_drop_dir`` or is discarded.
+
+Rate limits: 429 ``E0000047`` with ``X-Rate-Limit-Reset`` (epoch seconds) →
+``TransientProviderError(retry_after=reset - now)``. Read calls use the read token, writes
+the action token (``SSWS`` API tokens, or ``Bearer`` OAuth access tokens with
+``options.auth_scheme = "Bearer"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from activities.providers._common import (
+    DoneActions,
+    SecretDrop,
+    action_result,
+    dispatch_undo,
+    undo_result,
+)
+from activities.providers._credentials import require
+from activities.providers._http import HttpApi, rate_limit_reset
+from activities.providers.base import PermanentProviderError, TransientProviderError
+from stanch.config import ProviderSettings, Settings
+from stanch.logging import get_logger
+from stanch.models import Action, ActionResult, IdentityKind, IdentityRef, UndoSpec
+
+log = get_logger(__name__)
+
+
+class OktaProvider:
+    def __init__(self, name: str, api: HttpApi, secret_drop: SecretDrop | None = None) -> None:
+        self.name = name
+        self._api = api
+        self._drop = secret_drop or SecretDrop(None)
+        self._done = DoneActions()
+
+    @classmethod
+    def from_settings(cls, name: str, conf: ProviderSettings, settings: Settings,
+                      transport: httpx.AsyncBaseTransport | None = None) -> OktaProvider:
+        opts = conf.options
+        if not opts.get("org_url"):
+            raise PermanentProviderError("options.org_url is required", provider=name,
+                                         code="Config")
+        scheme = str(opts.get("auth_scheme", "SSWS"))
+
+        def auth(purpose: Any) -> dict[str, str]:
+            token = require(conf, purpose, "token", provider=name, env="OKTA_API_TOKEN")
+            return {"Authorization": f"{scheme} {token}"}
+
+        api = HttpApi(name, str(opts["org_url"]), read_headers=auth("read"),
+                      action_headers=auth("action"), retry_after=rate_limit_reset,
+                      timeout=float(opts.get("timeout", 20)), transport=transport,
+                      default_headers={"Accept": "application/json"})
+        return cls(name, api, SecretDrop(opts.get("secret_drop_dir")))
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+
+    # ------------------------------------------------------------------ reads
+
+    async def _list(self, path: str, what: str, **params: Any) -> list[dict[str, Any]]:
+        """GET a collection, following ``Link: rel="next"`` pages."""
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        query: dict[str, Any] | None = params or None
+        while url:
+            r = await self._api.request("GET", url, what=what, params=query)
+            items += r.json()
+            url = r.links.get("next", {}).get("url")
+            query = None
+        return items
+
+    async def _user_state(self, user_id: str) -> dict[str, Any]:
+        # GET /api/v1/users/{id}
+        user = (await self._api.request("GET", f"/api/v1/users/{user_id}",
+                                        what=f"read user {user_id}")).json()
+        groups = await self._list(f"/api/v1/users/{user_id}/groups", "list user groups")
+        grants = await self._list(f"/api/v1/users/{user_id}/grants", "list user grants")
+        return {
+            "status": user.get("status"),
+            "groups": dict(sorted((g["id"], g.get("profile", {}).get("name", ""))
+                                  for g in groups)),
+            "native_groups": sorted(g["id"] for g in groups if g.get("type") == "OKTA_GROUP"),
+            "grants": sorted(g["id"] for g in grants),
+        }
+
+    async def _app_state(self, app_id: str) -> dict[str, Any]:
+        # GET /api/v1/apps/{appId}/credentials/secrets
+        r = await self._api.request("GET", f"/api/v1/apps/{app_id}/credentials/secrets",
+                                    what=f"list client secrets of {app_id}")
+        return {"secrets": {s["id"]: s.get("status") for s in r.json()}}
+
+    async def snapshot(self, identity: IdentityRef) -> dict[str, Any]:
+        if identity.kind is IdentityKind.oauth_app:
+            return await self._app_state(identity.id)
+        return await self._user_state(identity.id)
+
+    def _verify(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise TransientProviderError(f"{what} not visible after the write; retry",
+                                         provider=self.name, code="VerifyFailed", retry_after=1.0)
+
+    def _user_only(self, identity: IdentityRef, action: str) -> None:
+        if identity.kind is IdentityKind.oauth_app:
+            raise PermanentProviderError(f"{action} works on Okta users; for an app, rotate "
+                                         "its client secret", provider=self.name,
+                                         code="Unsupported")
+
+    # ------------------------------------------------------------------ reduce_scope
+
+    async def _membership(self, group_id: str, user_id: str, present: bool) -> None:
+        # PUT|DELETE /api/v1/groups/{groupId}/users/{userId}: both 204, idempotent
+        await self._api.request("PUT" if present else "DELETE",
+                                f"/api/v1/groups/{group_id}/users/{user_id}", write=True,
+                                expect=(204,), what=f"group {group_id} membership")
+
+    async def reduce_scope(self, action_id: str, identity: IdentityRef,
+                           params: dict[str, Any]) -> ActionResult:
+        self._user_only(identity, "reduce_scope")
+        before = await self._user_state(identity.id)
+        wanted = params.get("groups")
+        groups = [g for g in before["native_groups"]
+                  if wanted is None or g in wanted or before["groups"][g] in wanted]
+        if not groups:
+            return action_result(action_id, Action.reduce_scope, identity, changed=False,
+                                 before=before, after=before,
+                                 message="no matching Okta-native groups")
+        for gid in groups:
+            await self._membership(gid, identity.id, present=False)
+        after = await self._user_state(identity.id)
+        self._verify(not set(groups) & set(after["groups"]), "group removal")
+        log.info("action.applied", provider=self.name, action="reduce_scope",
+                 action_id=action_id, identity=identity.id, groups=len(groups))
+        return action_result(
+            action_id, Action.reduce_scope, identity, changed=True, before=before, after=after,
+            message=f"removed from {len(groups)} Okta groups",
+            undo=UndoSpec(action=Action.reduce_scope, params={"op": "add_groups",
+                                                              "groups": groups},
+                          description="add the user back to the groups"))
+
+    async def _undo_groups(self, action_id: str, original: ActionResult) -> ActionResult:
+        assert original.undo is not None
+        uid = original.identity.id
+        before = await self._user_state(uid)
+        missing = [g for g in original.undo.params["groups"] if g not in before["groups"]]
+        for gid in missing:
+            await self._membership(gid, uid, present=True)
+        after = await self._user_state(uid) if missing else before
+        self._verify(set(original.undo.params["groups"]) <= set(after["groups"]),
+                     "group restore")
+        return undo_result(action_id, original, changed=bool(missing), before=before,
+                           after=after)
+
+    # ------------------------------------------------------------------ force_reauth
+
+    async def force_reauth(self, action_id: str, identity: IdentityRef,
+                           params: dict[str, Any]) -> ActionResult:
+        self._user_only(identity, "force_reauth")
+        repeat = self._done.repeat(action_id)
+        if repeat is not None:
+            return repeat
+        uid = identity.id
+        before = await self._user_state(uid)
+        # DELETE /api/v1/users/{userId}/sessions?oauthTokens=true
+        await self._api.request("DELETE", f"/api/v1/users/{uid}/sessions", write=True,
+                                expect=(204,), params={"oauthTokens": "true"},
+                                what="revoke sessions")
+        grants = params.get("grants")
+        if grants is True and before["grants"]:
+            # DELETE /api/v1/users/{userId}/grants
+            await self._api.request("DELETE", f"/api/v1/users/{uid}/grants", write=True,
+                                    expect=(204,), what="revoke user grants")
+        elif isinstance(grants, list):
+            for client_id in grants:
+                # DELETE /api/v1/users/{userId}/clients/{clientId}/grants
+                await self._api.request("DELETE", f"/api/v1/users/{uid}/clients/{client_id}"
+                                        "/grants", write=True, expect=(204,),
+                                        what=f"revoke grants for client {client_id}")
+        after = await self._user_state(uid)
+        if grants is True:
+            self._verify(not after["grants"], "grant revocation")
+        log.info("action.applied", provider=self.name, action="force_reauth",
+                 action_id=action_id, identity=uid, grants=bool(grants))
+        result = action_result(
+            action_id, Action.force_reauth, identity, changed=True, before=before, after=after,
+            irreversible=True,
+            message="sessions and OAuth tokens revoked" + (", consent grants revoked"
+                                                           if grants else "")
+                    + "; cannot be undone, the user signs in again")
+        self._done.add(result)
+        return result
+
+    # ------------------------------------------------------------------ revoke
+
+    async def _lifecycle(self, uid: str, op: str) -> None:
+        # POST /api/v1/users/{id}/lifecycle/{suspend|unsuspend}
+        await self._api.request("POST", f"/api/v1/users/{uid}/lifecycle/{op}", write=True,
+                                expect=(200,), what=f"{op} user {uid}")
+
+    async def revoke(self, action_id: str, identity: IdentityRef,
+                     params: dict[str, Any]) -> ActionResult:
+        self._user_only(identity, "revoke")
+        before = await self._user_state(identity.id)
+        if before["status"] == "SUSPENDED":
+            return action_result(action_id, Action.revoke, identity, changed=False,
+                                 before=before, after=before, message="already suspended")
+        if before["status"] != "ACTIVE":
+            raise PermanentProviderError(
+                f"cannot suspend user {identity.id} in status {before['status']}: Okta "
+                "suspends only ACTIVE users", provider=self.name, code="InvalidStatus")
+        await self._lifecycle(identity.id, "suspend")
+        after = await self._user_state(identity.id)
+        self._verify(after["status"] == "SUSPENDED", "suspend")
+        log.info("action.applied", provider=self.name, action="revoke", action_id=action_id,
+                 identity=identity.id)
+        return action_result(
+            action_id, Action.revoke, identity, changed=True, before=before, after=after,
+            message="user suspended",
+            undo=UndoSpec(action=Action.revoke, params={"op": "unsuspend"},
+                          description="unsuspend the user"))
+
+    async def _undo_suspend(self, action_id: str, original: ActionResult) -> ActionResult:
+        uid = original.identity.id
+        before = await self._user_state(uid)
+        changed = before["status"] == "SUSPENDED"
+        if changed:
+            await self._lifecycle(uid, "unsuspend")
+        after = await self._user_state(uid) if changed else before
+        self._verify(after["status"] != "SUSPENDED", "unsuspend")
+        return undo_result(action_id, original, changed=changed, before=before, after=after)
+
+    # ------------------------------------------------------------------ rotate
+
+    async def _secret_op(self, app_id: str, secret_id: str, op: str) -> None:
+        path = f"/api/v1/apps/{app_id}/credentials/secrets/{secret_id}"
+        if op == "delete":
+            # DELETE …/secrets/{secretId} (only inactive secrets)
+            await self._api.request("DELETE", path, write=True, expect=(204,),
+                                    what=f"delete secret {secret_id}")
+        else:
+            # POST …/secrets/{secretId}/lifecycle/{activate|deactivate}
+            await self._api.request("POST", f"{path}/lifecycle/{op}", write=True,
+                                    expect=(200,), what=f"{op} secret {secret_id}")
+
+    async def rotate(self, action_id: str, identity: IdentityRef,
+                     params: dict[str, Any]) -> ActionResult:
+        if identity.kind is not IdentityKind.oauth_app:
+            raise PermanentProviderError("rotate works on OAuth apps (client secrets); a "
+                                         "user's password reset is for a human to start",
+                                         provider=self.name, code="Unsupported")
+        app = identity.id
+        before = await self._app_state(app)
+        secrets: dict[str, str] = before["secrets"]
+        old = params.get("secret_id")
+        if old is None:
+            active = [s for s, st in secrets.items() if st == "ACTIVE"]
+            if len(active) != 1:
+                raise PermanentProviderError(
+                    f"app {app} has {len(active)} active secrets; pass params.secret_id",
+                    provider=self.name, code="AmbiguousSecret")
+            old = active[0]
+        if old not in secrets:
+            raise PermanentProviderError(f"secret {old} does not belong to app {app}",
+                                         provider=self.name, code="E0000007")
+        if secrets[old] == "INACTIVE":
+            return action_result(action_id, Action.rotate, identity, changed=False,
+                                 before=before, after=before,
+                                 message=f"secret {old} is already inactive")
+        deleted = None
+        if len(secrets) >= 2:
+            extra = next(s for s in secrets if s != old)
+            if secrets[extra] == "ACTIVE":
+                raise PermanentProviderError(
+                    f"app {app} already has 2 active client secrets; Okta allows 2. "
+                    "Deactivate one by hand, then retry", provider=self.name,
+                    code="LimitExceeded")
+            await self._secret_op(app, extra, "delete")
+            deleted = extra
+        # POST /api/v1/apps/{appId}/credentials/secrets
+        made = (await self._api.request("POST", f"/api/v1/apps/{app}/credentials/secrets",
+                                        write=True, expect=(201,), json={},
+                                        what="create client secret")).json()
+        new = made["id"]
+        note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
+        made.clear()
+        await self._secret_op(app, old, "deactivate")
+        after = await self._app_state(app)
+        self._verify(after["secrets"].get(old) == "INACTIVE"
+                     and after["secrets"].get(new) == "ACTIVE", "secret rotation")
+        log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
+                 identity=app, old=old, new=new)
+        message = f"new secret {new} active, {old} inactive; {note}"
+        if deleted:
+            message += f"; deleted the inactive extra secret {deleted} (not restorable)"
+        return action_result(
+            action_id, Action.rotate, identity, changed=True, before=before,
+            after={**after, "new_secret_id": new, "deleted_secret_id": deleted},
+            message=message,
+            undo=UndoSpec(action=Action.rotate,
+                          params={"op": "unrotate", "old": old, "new": new,
+                                  "unrestorable": ["secrets"] if deleted else []},
+                          description=f"reactivate {old}, deactivate and delete {new}"))
+
+    async def _undo_rotate(self, action_id: str, original: ActionResult) -> ActionResult:
+        assert original.undo is not None
+        app = original.identity.id
+        old, new = original.undo.params["old"], original.undo.params["new"]
+        before = await self._app_state(app)
+        secrets = before["secrets"]
+        changed = False
+        if secrets.get(old) == "INACTIVE":
+            await self._secret_op(app, old, "activate")
+            changed = True
+        if new in secrets:
+            if secrets[new] == "ACTIVE":
+                await self._secret_op(app, new, "deactivate")
+            await self._secret_op(app, new, "delete")
+            changed = True
+        after = await self._app_state(app) if changed else before
+        self._verify(after["secrets"].get(old) == "ACTIVE" and new not in after["secrets"],
+                     "undo rotation")
+        return undo_result(action_id, original, changed=changed, before=before, after=after)
+
+    async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
+        return await dispatch_undo(self.name, action_id, original, {
+            "add_groups": self._undo_groups,
+            "unsuspend": self._undo_suspend,
+            "unrotate": self._undo_rotate,
+        })
