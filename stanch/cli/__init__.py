@@ -6,6 +6,7 @@ Each command module registers its commands on the root app when imported.
 from __future__ import annotations
 
 from stanch.cli import (
+    alerts,  # noqa: F401  (alert send, alerts dead-letter)
     audit,  # noqa: F401  (audit verify, tail, export, doubts, checkpoint)
     containment,  # noqa: F401  (status, contain, approve, deny, rollback, resolve, …)
     playbook,  # noqa: F401  (playbook lint, simulate, test, schema)
