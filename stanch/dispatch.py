@@ -1,8 +1,8 @@
 """From a normalized alert and a resolved identity to the identity's containment workflow.
 
 Update-with-start: the first alert for an identity starts its ContainmentWorkflow, later
-ones join the running one. The update id is derived from the alert id, so a SIEM retry
-that reaches Temporal twice is answered from the first delivery.
+ones join the running one. A SIEM retry of the same alert is recognised by the workflow
+(its alert id is in the seen set) and answered ``deduplicated: true``; nothing runs twice.
 """
 
 from __future__ import annotations
@@ -58,6 +58,5 @@ class Dispatcher:
                           requested_by=requested_by, reason=reason, ticket=ticket,
                           break_glass=break_glass),
             start_workflow_operation=op,
-            id=f"alert-{alert.id}",
         )
         return result

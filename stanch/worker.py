@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.containment import ContainmentActivities
+from activities.elevation import ElevationActivities
 from activities.notify import NotifyActivities
 from activities.providers.registry import ProviderPool
 from stanch.audit import AuditStore, open_store
@@ -28,6 +28,7 @@ def activities_for(settings: Settings, audit: AuditStore,
     containment = ContainmentActivities(settings, audit, providers)
     auditing = AuditActivities(audit)
     notify = NotifyActivities(settings)
+    elevation = ElevationActivities(settings, audit, containment.providers)
     return [
         containment.apply_action,
         containment.undo_action,
@@ -36,6 +37,11 @@ def activities_for(settings: Settings, audit: AuditStore,
         auditing.record_audit,
         auditing.record_audit_batch,
         notify.notify,
+        elevation.acquire_scope_lease,
+        elevation.release_scope_lease,
+        elevation.grant_scope,
+        elevation.revoke_scope,
+        elevation.elevation_review,
     ]
 
 
@@ -48,8 +54,7 @@ def build_worker(client: Client, settings: Settings, audit: AuditStore, *,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=list(WORKFLOWS),
         activities=[*activities_for(settings, audit, providers), *extra_activities],
-        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=32),
-        max_concurrent_activities=200,
+        max_concurrent_activities=100,
     )
 
 

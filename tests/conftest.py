@@ -24,9 +24,12 @@ SEARCH_ATTRIBUTE_KEYS = [
 ]
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture()
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: hours of timers pass in milliseconds."""
+    """The time-skipping test server: hours of timers pass in milliseconds.
+
+    One per test: the server's clock is global, and a workflow left waiting by one test
+    must not hold back another test's skipping (it starts in well under a second)."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=temporal_test_server_path(),

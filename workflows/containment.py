@@ -113,7 +113,11 @@ class ContainmentWorkflow:
         if self.started_at is None:
             self.started_at = workflow.now()
         while True:
-            await workflow.wait_condition(self._has_work, timeout=self._until_next_deadline())
+            try:
+                await workflow.wait_condition(self._has_work,
+                                              timeout=self._until_next_deadline())
+            except TimeoutError:
+                pass  # a deadline is due: approval escalation/expiry or a revert
             if self.rollback_requests:
                 await self._rollback_all()
                 continue

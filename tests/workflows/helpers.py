@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.service import RPCError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
@@ -84,7 +90,7 @@ async def send_alert(client: Client, task_queue: str, a: Alert, pbs: list[Playbo
         ContainmentWorkflow.add_alert,
         NewAlertInput(alert=a, identity=identity, playbooks=pbs, requested_by=requested_by,
                       reason="test", break_glass=break_glass),
-        start_workflow_operation=op, id=f"alert-{a.id}",
+        start_workflow_operation=op,
     )
     return result
 
@@ -103,5 +109,18 @@ async def running_worker(client: Client, settings: Settings, task_queue: str
     try:
         async with worker:
             yield worker, store
+            await terminate_all(client, task_queue)
     finally:
         store.close()
+
+
+async def terminate_all(client: Client, task_queue: str) -> None:
+    """End this test's workflows so none keeps the shared time-skipping clock from moving."""
+    for ident in (ALICE, DEPLOY):
+        h = handle(client, task_queue, ident)
+        try:
+            desc = await h.describe()
+        except RPCError:
+            continue
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            await h.terminate("test finished")
