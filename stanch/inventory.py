@@ -28,7 +28,7 @@ unknown name — the result is None and the caller reports and audits it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -226,7 +226,8 @@ class YamlInventory:
         found = self._candidates(name, mention.name_type)
         if not found:
             # A source that names things loosely: try every name we know, then the key.
-            found = [e for e in self._entries if _ci(name) in map(_ci, e.names())]
+            fold = _fold(mention.name_type)
+            found = [e for e in self._entries if fold(name) in map(fold, e.names())]
             found = found or [e for e in self._entries if e.key == name]
         chosen = self._narrow(found, mention, source)
         return chosen.context() if chosen else None
@@ -237,7 +238,7 @@ class YamlInventory:
         if name_type in (NameType.domain_user, NameType.username):
             return [e for e in self._entries if _user_matches(name, e)]
         fields = _FIELDS.get(name_type, ())
-        fold = (lambda s: s) if name_type in _CASE_SENSITIVE else _ci
+        fold = _fold(name_type)
         return [
             e for e in self._entries
             if any(fold(name) == fold(v) for f in fields for v in getattr(e, f))
@@ -295,7 +296,7 @@ def _parse(doc: YamlDocument, errors: list[LocatedError]) -> InventoryFile | Non
     try:
         return InventoryFile.model_validate(doc.data)
     except ValidationError as err:
-        errors.extend(doc.validation_errors(err))
+        errors.extend(doc.validation_errors(err, InventoryFile))
         return None
 
 
@@ -315,6 +316,14 @@ def _clashes(entries: list[InventoryEntry], where: dict[str, str]) -> list[Locat
 
 def _ci(value: str) -> str:
     return value.casefold()
+
+
+def _same(value: str) -> str:
+    return value
+
+
+def _fold(name_type: NameType) -> Callable[[str], str]:
+    return _same if name_type in _CASE_SENSITIVE else _ci
 
 
 def _user_matches(name: str, entry: InventoryEntry) -> bool:

@@ -101,14 +101,19 @@ def simulate_cmd(
         typer.echo(json.dumps([_run_json(a, r.mention, r.identity, e) for a, r, e in runs],
                               indent=2))
         return
-    if not runs:
-        _err.print("[yellow]the alert names no identity[/]")
+    shown: set[str] = set()
+    for alert in alerts:
+        if not any(a is alert for a, _, _ in runs):
+            _print_alert(alert)
+            _out.print("  [yellow]the alert names no identity[/]\n")
     for alert, resolution, explanation in runs:
-        _print_alert(alert)
+        if alert.id not in shown:
+            shown.add(alert.id)
+            _print_alert(alert)
         if resolution.identity is None or explanation is None:
             m = resolution.mention
             what = f"{m.name_type.value} {m.name}" if m else "?"
-            _out.print(f"  [yellow]unresolved[/] {escape(what)}: not in the inventory\n")
+            _out.print(f"[yellow]unresolved[/] {escape(what)}: not in the inventory\n")
             continue
         _print_explanation(resolution, explanation)
 

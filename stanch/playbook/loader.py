@@ -81,6 +81,6 @@ def _validate(doc: YamlDocument) -> tuple[Playbook | None, list[LocatedError]]:
     try:
         pb = Playbook.model_validate(doc.data)
     except ValidationError as err:
-        return None, doc.validation_errors(err)
+        return None, doc.validation_errors(err, Playbook)
     errors = [doc.error(loc, msg) for loc, msg in semantic_errors(pb)]
     return (None, errors) if errors else (pb, [])

@@ -252,6 +252,8 @@ def _resolve_step(
     elif step.break_glass:
         why = "automatic: break glass"
     params = dict(step.params)
+    if step.action is Action.reduce_scope and params.get("only_new_grants") and alert.grants:
+        params["new_grants"] = list(alert.grants)
     if step.action is Action.revoke and params.get("target") == "credential":
         params["credentials"] = _credentials(alert)
     planned = PlannedStep(

@@ -3,13 +3,16 @@ the line it came from. Shared by the playbook loader and the inventory."""
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stanch.playbook.errors import LocatedError, describe, format_path
 
@@ -55,13 +58,17 @@ class YamlDocument:
         return LocatedError(self.file, self.line(loc), format_path(loc), message)
 
     def validation_errors(
-        self, err: ValidationError, prefix: Sequence[str | int] = ()
+        self, err: ValidationError, model: type[BaseModel] | None = None
     ) -> list[LocatedError]:
-        """Every pydantic error as a located one, in the words of :func:`describe`."""
+        """Every pydantic error as a located one, in the words of :func:`describe`; an
+        unknown field gets a "did you mean" when ``model`` has a close name there."""
         out = []
         for e in err.errors():
-            loc = (*prefix, *e["loc"])
-            out.append(self.error(loc, describe(e)))
+            message = describe(e)
+            if e["type"] == "extra_forbidden" and model is not None:
+                near = _suggest(model, e["loc"])
+                message += f" (did you mean {near!r}?)" if near else ""
+            out.append(self.error(e["loc"], message))
         return out
 
 
@@ -78,6 +85,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDocument | None, list[LocatedE
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "unparseable"
+        if "block" in problem or "indentation" in problem:
+            problem += " (check the indentation)"
         return None, [LocatedError(file, line, "", f"invalid YAML: {problem}")]
     except yaml.YAMLError as exc:
         return None, [LocatedError(file, 1, "", f"invalid YAML: {exc}")]
@@ -113,3 +122,43 @@ def _duplicate_keys(
         for i, item in enumerate(node.value):
             errors.extend(_duplicate_keys(doc, item, (*loc, i)))
     return errors
+
+
+def _suggest(model: type[BaseModel], loc: Sequence[str | int]) -> str | None:
+    """The field name closest to the unknown key at ``loc`` (walking the model's types)."""
+    current: Any = model
+    for part in loc[:-1]:
+        current = _inner(current, part)
+        if current is None:
+            return None
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return None
+    names = [f.alias or n for n, f in current.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _inner(tp: Any, part: str | int) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if isinstance(part, int):
+            return None
+        field = next(
+            (f for n, f in tp.model_fields.items() if (f.alias or n) == part or n == part), None
+        )
+        return _unwrap(field.annotation) if field else None
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple) and isinstance(part, int):
+        return _unwrap(typing.get_args(tp)[0])
+    if origin is dict and isinstance(part, str):
+        return _unwrap(typing.get_args(tp)[1])
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    # `X | None` → X, `Annotated[X, …]` → X
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
