@@ -145,6 +145,11 @@ class Alert(_Model):
     severity: Level = Level.medium
     confidence: Level = Level.medium
     mentions: list[IdentityMention] = Field(default_factory=list)
+    grants: list[str] = Field(
+        default_factory=list,
+        description="Privileges the alert names as newly granted (group, role or policy "
+        "names); `reduce_scope` with `only_new_grants` removes just these.",
+    )
     observed_at: datetime | None = None
     received_at: datetime
     raw: dict[str, Any] = Field(default_factory=dict, description="The payload as received.")

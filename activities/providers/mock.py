@@ -238,7 +238,11 @@ class MockProvider:
                            params: dict[str, Any]) -> ActionResult:
         state, earlier = await self._begin(Action.reduce_scope, action_id, identity)
         current = _by_name(state["groups"])
-        wanted = params.get("groups")
+        # Provider-neutral playbook params: `remove_groups`, or `only_new_grants` with the
+        # grants the alert named (`new_grants`, filled by the planner); else all privileged.
+        wanted = params.get("groups") or params.get("remove_groups")
+        if wanted is None and params.get("only_new_grants") and params.get("new_grants"):
+            wanted = params["new_grants"]
         if wanted is None:
             targets = [n for n, g in current.items() if g["privileged"]]
         elif isinstance(wanted, list) and all(isinstance(n, str) for n in wanted):

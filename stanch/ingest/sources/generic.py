@@ -56,7 +56,10 @@ def _one(doc: Any, where: str, received_at: datetime) -> Alert:
         raise NormalizeError(
             join(where, "observed_at"), "invalid: expected ISO-8601 or epoch seconds"
         )
-    return build_alert(
+    grants = doc.get("grants", [])
+    if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
+        raise NormalizeError(join(where, "grants"), "invalid: expected an array of strings")
+    alert = build_alert(
         SOURCE,
         source_alert_id=alert_id,
         dedup_key=as_str(doc.get("dedup_key")) or alert_id,
@@ -70,6 +73,7 @@ def _one(doc: Any, where: str, received_at: datetime) -> Alert:
         mentions=mentions,
         observed_at=observed_at,
     )
+    return alert.model_copy(update={"grants": [g[:256] for g in grants[:50]]})
 
 
 def _enum(cls: type[_E], value: Any, where: str) -> _E | None:
