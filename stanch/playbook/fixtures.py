@@ -10,7 +10,7 @@ An expected file says what the planner must produce, and optionally what it star
                                   # resolvable mention
       state:                      # a PlanState: what the containment already did
         applied_step_ids: [leaked-secret:0:notify]
-        alerts_seen: 1
+        alerts_seen: 2              # alerts so far, this one included
     expect:
       identity: mock:sa-deploy
       playbook: leaked-secret     # null: no playbook matches

@@ -9,8 +9,9 @@ Inputs the workflow must pass the same way every time:
 
 - ``state.applied_step_ids``: steps already applied (never planned again);
 - ``state.applied_actions``: their actions (for ``when: {applied: …}``);
-- ``state.alerts_seen``: alerts seen for this identity *before* the current one;
-- ``state.categories_seen``: their categories.
+- ``state.alerts_seen``: alerts seen for this identity, *counting the current one* (the
+  workflow increments before planning; 0 is read as 1, so ``PlanState()`` is a first alert);
+- ``state.categories_seen``: categories of those alerts, the current one included.
 
 ``owner`` in approvals and notifications becomes ``user:<owner>`` (or ``<team>`` for an
 inventory owner written ``group:<team>``); without an owner it becomes the playbook's
@@ -374,11 +375,11 @@ def _failure(
     missing = [a for a in c.applied if a not in earlier]
     if missing:
         return f"{_join(missing)} not applied earlier"
-    count = state.alerts_seen + 1
+    count = max(state.alerts_seen, 1)
     if c.alerts is not None and count < c.alerts:
         return f"{count} alert(s) so far, fewer than {c.alerts}"
     if c.seen_categories and not any(x in state.categories_seen for x in c.seen_categories):
-        return f"no earlier alert of category {_join(c.seen_categories)}"
+        return f"no alert of category {_join(c.seen_categories)} so far"
     if c.any_:
         failures = [_failure(sub, alert, identity, state, earlier) for sub in c.any_]
         if all(f is not None for f in failures):

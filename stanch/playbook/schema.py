@@ -148,7 +148,8 @@ class Condition(_Spec):
     )
     seen_categories: list[Category] = Field(
         default_factory=list,
-        description="An earlier alert of this containment had one of these categories.",
+        description="This containment has seen an alert (the current one included) of one "
+        "of these categories.",
     )
     any_: list[Condition] = Field(
         default_factory=list, alias="any", description="At least one of these conditions holds."

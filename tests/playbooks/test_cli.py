@@ -72,7 +72,7 @@ def test_simulate_with_identity_and_state(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"applied_step_ids": ["risky-sign-in:0:notify",
                                                       "risky-sign-in:1:force_reauth"],
-                                 "alerts_seen": 1}))
+                                 "alerts_seen": 2}))
     alert = FIXTURES / "risky-sign-in--medium-needs-approval.alert.json"
     result = runner.invoke(app, ["playbook", "simulate", str(alert), "--identity",
                                  "mock:u-alice", "--state", str(state), "--json", *ARGS])

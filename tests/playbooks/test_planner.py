@@ -43,7 +43,7 @@ def test_a_second_worse_alert_escalates_without_repeating_steps() -> None:
     ]
     state = PlanState(
         applied_step_ids=_ids(first), applied_actions=[s.action for s in first.steps],
-        rung=Action.force_reauth.rung, alerts_seen=1,
+        rung=Action.force_reauth.rung, alerts_seen=2,
     )
     milder = plan(alert("anomalous_api_use", "low", "low", key="k2"), sa, pbs, state)
     assert milder.steps == []
@@ -64,14 +64,16 @@ def test_critical_prod_service_account_rotates_only_with_its_owner() -> None:
     assert steps[Action.notify].notify == ["user:alice", "platform-team", "soc-approvers"]
 
 
-def test_repeat_alert_counts_the_current_one() -> None:
+def test_alerts_seen_counts_the_current_one() -> None:
     pbs = defaults()
     alice = demo_inventory().get("mock:u-alice")
     assert alice is not None
     a = alert("risky_sign_in", "medium", "medium")
     once = plan(a, alice, pbs, PlanState())
     assert [s.action for s in once.steps] == [Action.notify, Action.force_reauth]
-    state = PlanState(applied_step_ids=_ids(once), alerts_seen=1)
+    # The workflow counts the current alert before planning: 1 is the first alert.
+    assert plan(a, alice, pbs, PlanState(alerts_seen=1)) == once
+    state = PlanState(applied_step_ids=_ids(once), alerts_seen=2)
     assert _ids(plan(a, alice, pbs, state)) == ["risky-sign-in:2:rotate"]
 
 
