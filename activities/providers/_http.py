@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from activities.providers.base import PermanentProviderError, TransientProviderE
 
 RetryAfter = Callable[[httpx.Response], float | None]
 ErrorCode = Callable[[httpx.Response], tuple[str | None, str]]
+AuthHeaders = Callable[[bool], Awaitable[dict[str, str]]]
 
 
 def retry_after_header(response: httpx.Response) -> float | None:
@@ -67,14 +68,20 @@ class HttpApi:
                  action_headers: dict[str, str], retry_after: RetryAfter = retry_after_header,
                  error_code: ErrorCode = json_error, timeout: float = 20.0,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 default_headers: dict[str, str] | None = None) -> None:
+                 default_headers: dict[str, str] | None = None,
+                 auth: AuthHeaders | None = None) -> None:
         self.provider = provider
         self._read_headers = read_headers
         self._action_headers = action_headers
         self._retry_after = retry_after
         self._error_code = error_code
+        self._auth = auth  # per-request headers (e.g. an OAuth token that expires)
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
                                          transport=transport, headers=default_headers or {})
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -84,7 +91,8 @@ class HttpApi:
                       headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         """Send one request; return the response when its status is in ``expect``."""
         what = what or f"{method} {path}"
-        auth = self._action_headers if write else self._read_headers
+        auth = (await self._auth(write) if self._auth is not None
+                else self._action_headers if write else self._read_headers)
         try:
             response = await self._client.request(method, path, headers={**auth,
                                                   **(headers or {})}, **kwargs)

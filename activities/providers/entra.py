@@ -1,0 +1,376 @@
+"""Microsoft Entra ID adapter (Microsoft Graph v1.0 over httpx).
+
+Identity ids are directory object ids: kind ``user`` is a user, kind
+``service_principal`` (or ``oauth_app``) a service principal.
+
+- reduce_scope: remove direct memberships of assigned groups
+  (``DELETE /groups/{g}/members/{id}/$ref``; dynamic groups cannot be edited and are left)
+  and delete app role assignments (``DELETE …/appRoleAssignments/{a}``). Params ``groups``
+  (ids or display names) and ``app_roles`` (``true``/``false`` or resource ids) choose;
+  default all of both. Undo re-adds members (``POST /groups/{g}/members/$ref``; 400 "added
+  object references already exist" is "already") and re-posts the assignments (Graph
+  gives them new ids, so snapshots compare ``resourceId:appRoleId``).
+- force_reauth (user): ``POST /users/{id}/revokeSignInSessions``. Irreversible.
+- revoke: ``PATCH accountEnabled=false`` on the user or service principal; undo ``true``.
+- rotate (service principal): ``addPassword`` then ``removePassword`` of the old key
+  (params ``key_id``). Removal has no undo, so rotation is irreversible and says so; the
+  new ``secretText`` goes to ``options.secret_drop_dir`` or is discarded.
+
+Credentials: ``token`` (a bearer token) or ``tenant_id``/``client_id``/``client_secret``
+for the client-credentials flow, separately for read and action. 429/503 with
+``Retry-After`` → ``TransientProviderError(retry_after)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from activities.providers._common import (
+    DoneActions,
+    SecretDrop,
+    action_result,
+    dispatch_undo,
+    undo_result,
+)
+from activities.providers._credentials import Purpose, credential
+from activities.providers._http import HttpApi, retry_after_header
+from activities.providers.base import PermanentProviderError, TransientProviderError
+from stanch.config import ProviderSettings, Settings
+from stanch.logging import get_logger
+from stanch.models import Action, ActionResult, IdentityKind, IdentityRef, UndoSpec
+
+GRAPH = "https://graph.microsoft.com/v1.0"
+LOGIN = "https://login.microsoftonline.com"
+log = get_logger(__name__)
+
+
+def graph_error(response: httpx.Response) -> tuple[str | None, str]:
+    try:
+        err = response.json().get("error", {})
+    except ValueError:
+        return None, response.reason_phrase
+    return (err.get("code"), str(err.get("message", ""))) if isinstance(err, dict) \
+        else (None, response.reason_phrase)
+
+
+class _TokenSource:
+    """A static bearer token, or client credentials exchanged for one and cached."""
+
+    def __init__(self, name: str, conf: ProviderSettings, purpose: Purpose,
+                 login_url: str) -> None:
+        self._name = name
+        self._conf = conf
+        self._purpose = purpose
+        self._login = login_url.rstrip("/")
+        self._token: str | None = None
+        self._expires = 0.0
+
+    async def headers(self, client: httpx.AsyncClient) -> dict[str, str]:
+        static = credential(self._conf, self._purpose, "token", provider=self._name)
+        if static:
+            return {"Authorization": f"Bearer {static}"}
+        if self._token is None or time.monotonic() > self._expires:
+            await self._fetch(client)
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _fetch(self, client: httpx.AsyncClient) -> None:
+        def need(key: str) -> str:
+            value = credential(self._conf, self._purpose, key, provider=self._name)
+            if not value:
+                raise PermanentProviderError(
+                    f"missing {self._purpose} credential {key!r} (or set 'token')",
+                    provider=self._name, code="CredentialMissing")
+            return value
+
+        tenant = need("tenant_id")
+        try:
+            r = await client.post(f"{self._login}/{tenant}/oauth2/v2.0/token", data={
+                "grant_type": "client_credentials", "client_id": need("client_id"),
+                "client_secret": need("client_secret"),
+                "scope": "https://graph.microsoft.com/.default"})
+        except httpx.TransportError as err:
+            raise TransientProviderError(f"token endpoint unreachable ({type(err).__name__})",
+                                         provider=self._name, code=type(err).__name__) from None
+        if r.status_code != 200:
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") \
+                else {}
+            cls = TransientProviderError if r.status_code >= 500 or r.status_code == 429 \
+                else PermanentProviderError
+            raise cls(f"token request refused: {body.get('error', r.reason_phrase)}",
+                      provider=self._name, status=r.status_code, code=body.get("error"),
+                      retry_after=retry_after_header(r))
+        body = r.json()
+        self._token = body["access_token"]
+        self._expires = time.monotonic() + float(body.get("expires_in", 3600)) - 120
+
+
+class EntraProvider:
+    def __init__(self, name: str, api: HttpApi, secret_drop: SecretDrop | None = None) -> None:
+        self.name = name
+        self._api = api
+        self._drop = secret_drop or SecretDrop(None)
+        self._done = DoneActions()
+
+    @classmethod
+    def from_settings(cls, name: str, conf: ProviderSettings, settings: Settings,
+                      transport: httpx.AsyncBaseTransport | None = None) -> EntraProvider:
+        opts = conf.options
+        login = str(opts.get("login_url", LOGIN))
+        sources = {False: _TokenSource(name, conf, "read", login),
+                   True: _TokenSource(name, conf, "action", login)}
+        api: HttpApi
+
+        async def auth(write: bool) -> dict[str, str]:
+            return await sources[write].headers(api.client)
+
+        api = HttpApi(name, str(opts.get("graph_url", GRAPH)), read_headers={},
+                      action_headers={}, retry_after=retry_after_header,
+                      error_code=graph_error, timeout=float(opts.get("timeout", 20)),
+                      transport=transport, auth=auth)
+        return cls(name, api, SecretDrop(opts.get("secret_drop_dir")))
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
+
+    # ------------------------------------------------------------------ reads
+
+    @staticmethod
+    def _collection(identity: IdentityRef) -> str:
+        return "users" if identity.kind is IdentityKind.user else "servicePrincipals"
+
+    async def _list(self, path: str, what: str, **params: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        query: dict[str, Any] | None = params or None
+        while url:
+            body = (await self._api.request("GET", url, what=what, params=query)).json()
+            items += body.get("value", [])
+            url = body.get("@odata.nextLink")
+            query = None
+        return items
+
+    async def _state(self, identity: IdentityRef) -> dict[str, Any]:
+        coll, oid = self._collection(identity), identity.id
+        select = ("id,accountEnabled,signInSessionsValidFromDateTime" if coll == "users"
+                  else "id,accountEnabled,passwordCredentials")
+        obj = (await self._api.request("GET", f"/{coll}/{oid}", what=f"read {coll} {oid}",
+                                       params={"$select": select})).json()
+        groups = [g for g in await self._list(f"/{coll}/{oid}/memberOf", "list memberOf")
+                  if g.get("@odata.type") == "#microsoft.graph.group"]
+        roles = await self._list(f"/{coll}/{oid}/appRoleAssignments", "list app roles")
+        state: dict[str, Any] = {
+            "accountEnabled": obj.get("accountEnabled"),
+            "groups": dict(sorted((g["id"], g.get("displayName", "")) for g in groups)),
+            "dynamic_groups": sorted(g["id"] for g in groups
+                                     if "DynamicMembership" in (g.get("groupTypes") or [])),
+            "app_roles": sorted(f"{a['resourceId']}:{a['appRoleId']}" for a in roles),
+        }
+        if coll == "users":
+            state["signInSessionsValidFromDateTime"] = obj.get("signInSessionsValidFromDateTime")
+        else:
+            state["password_key_ids"] = sorted(p["keyId"] for p in
+                                               obj.get("passwordCredentials") or [])
+        return state
+
+    async def _assignments(self, identity: IdentityRef) -> list[dict[str, Any]]:
+        coll = self._collection(identity)
+        return await self._list(f"/{coll}/{identity.id}/appRoleAssignments", "list app roles")
+
+    async def snapshot(self, identity: IdentityRef) -> dict[str, Any]:
+        return await self._state(identity)
+
+    def _verify(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise TransientProviderError(f"{what} not visible after the write (directory "
+                                         "replication); retry", provider=self.name,
+                                         code="VerifyFailed", retry_after=2.0)
+
+    # ------------------------------------------------------------------ reduce_scope
+
+    async def _remove_member(self, group: str, oid: str) -> bool:
+        r = await self._api.request("DELETE", f"/groups/{group}/members/{oid}/$ref", write=True,
+                                    expect=(204, 404), what=f"remove from group {group}")
+        return r.status_code == 204
+
+    async def _add_member(self, group: str, oid: str) -> bool:
+        r = await self._api.request(
+            "POST", f"/groups/{group}/members/$ref", write=True, expect=(204, 400),
+            what=f"add to group {group}",
+            json={"@odata.id": f"{GRAPH}/directoryObjects/{oid}"})
+        if r.status_code == 400:
+            code, message = graph_error(r)
+            if "already exist" in message:
+                return False
+            raise PermanentProviderError(f"add to group {group}: {message}", provider=self.name,
+                                         status=400, code=code)
+        return True
+
+    async def reduce_scope(self, action_id: str, identity: IdentityRef,
+                           params: dict[str, Any]) -> ActionResult:
+        coll, oid = self._collection(identity), identity.id
+        before = await self._state(identity)
+        wanted = params.get("groups")
+        groups = [g for g, name in before["groups"].items()
+                  if g not in before["dynamic_groups"]
+                  and (wanted is None or g in wanted or name in wanted)]
+        roles_param = params.get("app_roles", True)
+        assignments = [a for a in await self._assignments(identity)
+                       if roles_param is True
+                       or (isinstance(roles_param, list) and a["resourceId"] in roles_param)]
+        removed_groups = [g for g in groups if await self._remove_member(g, oid)]
+        removed_roles = []
+        for a in assignments:
+            r = await self._api.request("DELETE", f"/{coll}/{oid}/appRoleAssignments/{a['id']}",
+                                        write=True, expect=(204, 404),
+                                        what="delete app role assignment")
+            if r.status_code == 204:
+                removed_roles.append({"resourceId": a["resourceId"],
+                                      "appRoleId": a["appRoleId"]})
+        if not removed_groups and not removed_roles:
+            return action_result(action_id, Action.reduce_scope, identity, changed=False,
+                                 before=before, after=before,
+                                 message="no matching memberships or app roles")
+        after = await self._state(identity)
+        self._verify(not set(removed_groups) & set(after["groups"]), "group removal")
+        log.info("action.applied", provider=self.name, action="reduce_scope",
+                 action_id=action_id, identity=oid, groups=len(removed_groups),
+                 app_roles=len(removed_roles))
+        return action_result(
+            action_id, Action.reduce_scope, identity, changed=True, before=before, after=after,
+            message=f"removed {len(removed_groups)} group memberships and "
+                    f"{len(removed_roles)} app role assignments",
+            undo=UndoSpec(action=Action.reduce_scope,
+                          params={"op": "restore_scope", "groups": removed_groups,
+                                  "app_roles": removed_roles},
+                          description="re-add memberships, re-post app role assignments"))
+
+    async def _undo_scope(self, action_id: str, original: ActionResult) -> ActionResult:
+        assert original.undo is not None
+        identity = original.identity
+        coll, oid = self._collection(identity), identity.id
+        before = await self._state(identity)
+        changed = False
+        for g in original.undo.params["groups"]:
+            changed = await self._add_member(g, oid) or changed
+        for role in original.undo.params["app_roles"]:
+            if f"{role['resourceId']}:{role['appRoleId']}" in before["app_roles"]:
+                continue
+            await self._api.request("POST", f"/{coll}/{oid}/appRoleAssignments", write=True,
+                                    expect=(201,), what="re-post app role assignment",
+                                    json={"principalId": oid, **role})
+            changed = True
+        after = await self._state(identity) if changed else before
+        self._verify(set(original.undo.params["groups"]) <= set(after["groups"]),
+                     "membership restore")
+        return undo_result(action_id, original, changed=changed, before=before, after=after)
+
+    # ------------------------------------------------------------------ force_reauth
+
+    async def force_reauth(self, action_id: str, identity: IdentityRef,
+                           params: dict[str, Any]) -> ActionResult:
+        if identity.kind is not IdentityKind.user:
+            raise PermanentProviderError("revokeSignInSessions exists for users only; for a "
+                                         "service principal rotate or disable it",
+                                         provider=self.name, code="Unsupported")
+        repeat = self._done.repeat(action_id)
+        if repeat is not None:
+            return repeat
+        before = await self._state(identity)
+        await self._api.request("POST", f"/users/{identity.id}/revokeSignInSessions",
+                                write=True, expect=(200,), what="revokeSignInSessions")
+        after = await self._state(identity)
+        log.info("action.applied", provider=self.name, action="force_reauth",
+                 action_id=action_id, identity=identity.id)
+        result = action_result(
+            action_id, Action.force_reauth, identity, changed=True, before=before, after=after,
+            irreversible=True,
+            message="refresh tokens and session cookies invalidated; cannot be undone, the "
+                    "user signs in again")
+        self._done.add(result)
+        return result
+
+    # ------------------------------------------------------------------ revoke
+
+    async def _set_enabled(self, identity: IdentityRef, enabled: bool) -> None:
+        coll = self._collection(identity)
+        await self._api.request("PATCH", f"/{coll}/{identity.id}", write=True, expect=(204,),
+                                what=f"set accountEnabled={enabled}",
+                                json={"accountEnabled": enabled})
+
+    async def revoke(self, action_id: str, identity: IdentityRef,
+                     params: dict[str, Any]) -> ActionResult:
+        before = await self._state(identity)
+        if before["accountEnabled"] is False:
+            return action_result(action_id, Action.revoke, identity, changed=False,
+                                 before=before, after=before, message="already disabled")
+        await self._set_enabled(identity, False)
+        after = await self._state(identity)
+        self._verify(after["accountEnabled"] is False, "accountEnabled=false")
+        log.info("action.applied", provider=self.name, action="revoke", action_id=action_id,
+                 identity=identity.id)
+        return action_result(
+            action_id, Action.revoke, identity, changed=True, before=before, after=after,
+            message="accountEnabled=false",
+            undo=UndoSpec(action=Action.revoke, params={"op": "enable"},
+                          description="set accountEnabled=true"))
+
+    async def _undo_enable(self, action_id: str, original: ActionResult) -> ActionResult:
+        before = await self._state(original.identity)
+        changed = before["accountEnabled"] is False
+        if changed:
+            await self._set_enabled(original.identity, True)
+        after = await self._state(original.identity) if changed else before
+        self._verify(after["accountEnabled"] is True, "accountEnabled=true")
+        return undo_result(action_id, original, changed=changed, before=before, after=after)
+
+    # ------------------------------------------------------------------ rotate
+
+    async def rotate(self, action_id: str, identity: IdentityRef,
+                     params: dict[str, Any]) -> ActionResult:
+        if identity.kind is IdentityKind.user:
+            raise PermanentProviderError("rotate works on service principals; a user's "
+                                         "password reset is for a human to start",
+                                         provider=self.name, code="Unsupported")
+        sp = identity.id
+        before = await self._state(identity)
+        keys: list[str] = before["password_key_ids"]
+        old = params.get("key_id")
+        if old is None:
+            if len(keys) != 1:
+                raise PermanentProviderError(
+                    f"service principal {sp} has {len(keys)} passwords; pass params.key_id",
+                    provider=self.name, code="AmbiguousKey")
+            old = keys[0]
+        if old not in keys:
+            return action_result(action_id, Action.rotate, identity, changed=False,
+                                 before=before, after=before, irreversible=True,
+                                 message=f"password {old} is already removed")
+        made = (await self._api.request(
+            "POST", f"/servicePrincipals/{sp}/addPassword", write=True, expect=(200,),
+            what="addPassword",
+            json={"passwordCredential": {"displayName": f"stanch rotation {action_id}"[:100]}},
+        )).json()
+        new = made["keyId"]
+        note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
+        made.clear()
+        await self._api.request("POST", f"/servicePrincipals/{sp}/removePassword", write=True,
+                                expect=(204,), what="removePassword", json={"keyId": old})
+        after = await self._state(identity)
+        self._verify(old not in after["password_key_ids"] and new in after["password_key_ids"],
+                     "password rotation")
+        log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
+                 identity=sp, old=old, new=new)
+        return action_result(
+            action_id, Action.rotate, identity, changed=True, before=before,
+            after={**after, "new_key_id": new}, irreversible=True,
+            message=f"new password {new}; old password {old} removed. removePassword has no "
+                    f"undo, so this cannot be undone; {note}")
+
+    async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
+        return await dispatch_undo(self.name, action_id, original, {
+            "restore_scope": self._undo_scope,
+            "enable": self._undo_enable,
+        })
