@@ -36,7 +36,7 @@ _FIXTURE_DOCS = {
         if not p.name.endswith(".expected.json")]
     for s in SOURCES
 }
-_PROFILE = settings(max_examples=40, deadline=None,
+_PROFILE = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
@@ -121,7 +121,7 @@ def test_arbitrary_json(env, source: str, doc: Any):
 
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_fixtures_normalize_or_raise_normalize_error(source: str, data: st.DataObject):
