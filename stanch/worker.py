@@ -6,15 +6,17 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from activities.audit import AuditActivities
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.containment import ContainmentActivities
 from activities.elevation import ElevationActivities
 from activities.notify import NotifyActivities
 from activities.providers.registry import ProviderPool
-from stanch.audit import AuditStore, open_store
+from stanch.audit import AuditStore, checkpoint_key, open_store
+from stanch.audit.checkpoint import run_checkpoints
+from stanch.audit.outbox import OutboxShipper
 from stanch.config import Settings
 from stanch.logging import get_logger
 from stanch.temporal import connect
@@ -63,12 +65,31 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     audit = open_store(settings)
     providers = ProviderPool(settings)
     worker = build_worker(client, settings, audit, providers=providers)
+    stop = stop or asyncio.Event()
+    background = _audit_background(settings, audit, stop)
     log.info("worker.started", task_queue=settings.temporal.task_queue,
              temporal=settings.temporal.address)
     try:
         async with worker:
-            await (stop or asyncio.Event()).wait()
+            await stop.wait()
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await providers.aclose()
         audit.close()
         log.info("worker.stopped")
+
+
+def _audit_background(settings: Settings, audit: AuditStore,
+                      stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """The SIEM outbox shipper and the periodic signed checkpoint, when configured."""
+    tasks: list[asyncio.Task[None]] = []
+    shipper = OutboxShipper.from_settings(audit, settings)
+    if shipper is not None:
+        tasks.append(asyncio.create_task(shipper.run(stop)))
+    key = checkpoint_key(settings)
+    if key is not None:
+        tasks.append(asyncio.create_task(run_checkpoints(
+            audit, key, settings.audit.checkpoint_interval_seconds, stop)))
+    return tasks

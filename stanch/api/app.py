@@ -106,8 +106,10 @@ def create_app(settings: Settings, *, client: Client | None = None,
 
 def _include_optional(app: FastAPI) -> None:
     """Routers of capabilities that live in their own modules (elevation, …)."""
+    import importlib
+
     try:
-        from stanch.api import routes_elevations
-    except ImportError:
+        module = importlib.import_module("stanch.api.routes_elevations")
+    except ModuleNotFoundError:
         return
-    app.include_router(routes_elevations.router)
+    app.include_router(module.router)

@@ -17,6 +17,7 @@ from tests.workflows.helpers import (
     running_worker,
     send_alert,
 )
+from workflows.approvals import Verdict
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import (
     ContainmentState,
@@ -25,7 +26,6 @@ from workflows.containment_types import (
     ResolveVerdict,
     StepStatus,
 )
-from workflows.approvals import Verdict
 
 
 def _groups(url: str, ident: str = "u-alice") -> set[str]:
