@@ -131,11 +131,9 @@ def explain(
         if chosen is None and failure is None:
             chosen = pb
             candidates.append(Candidate(playbook=pb.name, matched=True, reason="matches"))
-        elif failure is None:
-            candidates.append(
-                Candidate(playbook=pb.name, matched=False, reason=f"outranked by {chosen.name}"
-                          if chosen else "matches")
-            )
+        elif failure is None and chosen is not None:
+            reason = f"matches too, but {chosen.name} ranks first (priority, then name)"
+            candidates.append(Candidate(playbook=pb.name, matched=False, reason=reason))
         else:
             candidates.append(Candidate(playbook=pb.name, matched=False, reason=failure))
     if chosen is None:
