@@ -44,6 +44,21 @@ class Rotate(_Body):
     )
 
 
+class NewCredential(_Body):
+    id: str = Field(min_length=1)
+    type: str = Field(description=f"One of {CREDENTIAL_TYPES}.")
+
+
+class NewIdentity(_Body):
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._@-]+$")
+    kind: str = "user"
+    display_name: str = ""
+    upn: str | None = None
+    groups: list[Membership] = Field(default_factory=list)
+    sessions: list[str] = Field(default_factory=list)
+    credentials: list[NewCredential] = Field(default_factory=list)
+
+
 class Reset(_Body):
     seed: bool = True
 
@@ -100,6 +115,19 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
     ) -> JSONResponse:
         return _ok(store.changes(since=since, identity_id=identity,
                                  idempotency_key=idempotency_key, limit=limit))
+
+    @app.post("/identities", status_code=201)
+    async def create_identity(body: NewIdentity) -> JSONResponse:
+        bad = [c.type for c in body.credentials if c.type not in CREDENTIAL_TYPES]
+        if bad:
+            raise IdpError(400, "InvalidInput",
+                           f"unknown credential type(s) {bad}; one of {CREDENTIAL_TYPES}")
+        return _ok(store.create_identity({
+            "id": body.id, "kind": body.kind, "display_name": body.display_name or body.id,
+            "upn": body.upn, "groups": [(g.name, g.privileged) for g in body.groups],
+            "sessions": body.sessions,
+            "credentials": [(c.id, c.type) for c in body.credentials],
+        }), 201)
 
     # ---------------------------------------------------------------- actions
 

@@ -132,9 +132,25 @@ class Store:
             if seed:
                 self._insert_seed(db)
 
+    def create_identity(self, ident: dict[str, Any]) -> dict[str, Any]:
+        """Add one identity in the seed's shape (for tests that need many); 409 if it exists.
+
+        Creation is set-up, not an effect of containment: it records no change."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM identities WHERE id = ?", (ident["id"],)).fetchone():
+                raise IdpError(409, "EntityAlreadyExists",
+                               f"identity {ident['id']!r} already exists")
+            self._insert_identities(db, [ident])
+            return self._state(db, ident["id"])
+
     @staticmethod
     def _insert_seed(db: sqlite3.Connection) -> None:
-        for ident in SEED_IDENTITIES:
+        Store._insert_identities(db, SEED_IDENTITIES)
+        db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (_now(),))
+
+    @staticmethod
+    def _insert_identities(db: sqlite3.Connection, identities: list[dict[str, Any]]) -> None:
+        for ident in identities:
             db.execute(
                 "INSERT INTO identities (id, kind, display_name, upn, status)"
                 " VALUES (?, ?, ?, ?, 'active')",
@@ -153,7 +169,6 @@ class Store:
                 " VALUES (?, ?, ?, 'active', ?)",
                 [(cid, ident["id"], ctype, SEED_TIME) for cid, ctype in ident["credentials"]],
             )
-        db.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (_now(),))
 
     # ------------------------------------------------------------------ reads
 
