@@ -50,6 +50,11 @@ class ApprovalState(BaseModel):
     )
     requester: str | None = None
     subject_key: str | None = None
+    subject_names: list[str] = Field(
+        default_factory=list,
+        description="Lower-cased names the subject goes by (aliases, id; for a person, the "
+        "owner principal): none of them may decide on their own containment.",
+    )
     owner: str | None = None
     stage: int = Field(default=0, description="Escalation stages reached so far.")
     votes: list[Vote] = Field(default_factory=list)
@@ -74,11 +79,12 @@ class ApprovalState(BaseModel):
 
 def new_request(policy: ApprovalPolicy, *, now: datetime, members: dict[str, list[str]],
                 requester: str | None, subject_key: str | None,
-                owner: str | None) -> ApprovalState:
+                owner: str | None, subject_names: list[str] | None = None) -> ApprovalState:
     return ApprovalState(
         policy=policy, requested_at=now, deadline=now + policy.deadline,
         groups=list(policy.groups), members=members, requester=requester,
         subject_key=subject_key, owner=owner,
+        subject_names=sorted({n.lower() for n in subject_names or [] if n}),
     )
 
 
@@ -103,6 +109,11 @@ def _eligible(state: ApprovalState, principal: Principal) -> bool:
     return False
 
 
+def eligible(state: ApprovalState, principal: Principal) -> bool:
+    """Whether the principal is among the request's approvers (ignoring votes and outcome)."""
+    return _eligible(state, principal)
+
+
 def refusal(state: ApprovalState | None, principal: Principal, verdict: Verdict) -> str | None:
     """Why this principal may not cast this vote now, or None when they may."""
     if state is None or state.outcome is not ApprovalOutcome.pending:
@@ -112,6 +123,7 @@ def refusal(state: ApprovalState | None, principal: Principal, verdict: Verdict)
     if state.subject_key is not None and (
         state.subject_key in principal.identity_keys
         or state.subject_key.partition(":")[2] == principal.id
+        or principal.id.lower() in state.subject_names
     ):
         return "refused: the identity under containment cannot decide on itself"
     if any(v.principal == principal.id for v in state.votes):

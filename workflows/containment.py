@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from stanch.models import (
+        HUMAN_KINDS,
         Action,
         ActionRequest,
         ActionResult,
@@ -222,6 +223,7 @@ class ContainmentWorkflow:
         s.approval = approvals.new_request(
             policy, now=workflow.now(), members=members, requester=s.requested_by,
             subject_key=self.identity.ref.key, owner=self.identity.owner,
+            subject_names=self._subject_names(),
         )
         s.status = StepStatus.awaiting_approval
         self._set_sa()
@@ -632,6 +634,12 @@ class ContainmentWorkflow:
             irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,
             revert_at=s.revert_at, error=s.error,
         )
+
+    def _subject_names(self) -> list[str]:
+        names = [self.identity.ref.id, *self.identity.aliases]
+        if self.identity.ref.kind in HUMAN_KINDS and self.identity.owner:
+            names.append(self.identity.owner)  # a person's owner is the person
+        return names
 
     def _escalation_targets(self, s: StepState) -> list[str]:
         if s.step.approval is not None:

@@ -125,5 +125,5 @@ def test_ctrl_c_stops_everything(stack: dict) -> None:  # type: ignore[type-arg]
     assert len(children) >= 4
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
-    gone, alive = psutil.wait_procs(children, timeout=15)
+    _gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, [p.pid for p in alive]
