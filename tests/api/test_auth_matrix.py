@@ -151,12 +151,12 @@ def matrix_settings(tmp_path_factory: pytest.TempPathFactory,
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def app(matrix_settings: Settings, ts_env: WorkflowEnvironment) -> FastAPI:
     return create_app(matrix_settings, client=ts_env.client, search_attributes=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def base_url(app: FastAPI) -> Iterator[str]:
     with serving(app) as url:
         yield url
