@@ -1,0 +1,104 @@
+"""Determinism: recorded workflow histories (kept in tests/workflows/histories/) replay
+against the current workflow code, and so do fresh ones made by this run.
+
+A change that breaks replay of a recorded history would break every containment running
+in production when the worker is upgraded. To record new histories (after an intentional,
+versioned change), run: ``STANCH_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from stanch.config import Settings
+from stanch.models import Level
+from tests.workflows.helpers import alert, handle, playbook, principal, running_worker, send_alert
+from workflows import WORKFLOWS
+from workflows.approvals import Verdict
+from workflows.containment import ContainmentWorkflow
+from workflows.containment_types import (
+    DecisionInput,
+    ResolveInput,
+    ResolveVerdict,
+    StepStatus,
+)
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+def _replayer() -> Replayer:
+    return Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+
+
+async def _until(h, pred, tries: int = 300):  # type: ignore[no-untyped-def]
+    for _ in range(tries):
+        st = await h.query(ContainmentWorkflow.status)
+        if pred(st):
+            return st
+        await asyncio.sleep(0.03)
+    raise AssertionError("condition not reached")
+
+
+async def _scenario_full_ladder(client: Client, tq: str, env: WorkflowEnvironment) -> str:
+    """Alert → auto step → approval (2 votes) → revert timer → false-positive resolve."""
+    pb = playbook([
+        {"action": "reduce_scope", "revert_after": "2h"},
+        {"action": "revoke", "approval": {"groups": ["soc-approvers"], "quorum": 2,
+                                          "deadline": "1h",
+                                          "escalation": [{"after": "10m",
+                                                          "groups": ["soc-leads"]}]}},
+    ])
+    await send_alert(client, tq, alert(severity=Level.high), [pb])
+    h = handle(client, tq)
+    await _until(h, lambda s: s.pending_approvals)
+    await env.sleep(timedelta(minutes=11))
+    for who in ("carol", "dave"):
+        await h.execute_update(ContainmentWorkflow.decide, DecisionInput(
+            step_id="test-ladder:1:revoke", verdict=Verdict.approve,
+            principal=principal(who, "soc-approvers")))
+    await _until(h, lambda s: s.steps[1].status is StepStatus.applied)
+    await env.sleep(timedelta(hours=2, minutes=1))
+    await _until(h, lambda s: s.steps[0].status is StepStatus.reverted)
+    await h.execute_update(ContainmentWorkflow.resolve, ResolveInput(
+        verdict=ResolveVerdict.false_positive, principal="carol", reason="replay scenario"))
+    await h.result()
+    return h.id
+
+
+async def test_fresh_history_replays(ts_env: WorkflowEnvironment, settings: Settings,
+                                     task_queue: str, mock_idp: str) -> None:
+    async with running_worker(ts_env.client, settings, task_queue):
+        wid = await _scenario_full_ladder(ts_env.client, task_queue, ts_env)
+        history = await ts_env.client.get_workflow_handle(wid).fetch_history()
+    result = await _replayer().replay_workflow(history)
+    assert result.replay_failure is None
+    if os.environ.get("STANCH_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / "containment-full-ladder.json").write_text(history.to_json())
+
+
+def _recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", _recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    data = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(path.stem, data)
+    result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+def test_recorded_histories_exist() -> None:
+    names = {p.stem for p in _recorded()}
+    assert "containment-full-ladder" in names, "record with STANCH_RECORD_HISTORIES=1"
