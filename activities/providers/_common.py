@@ -111,3 +111,20 @@ class SecretDrop:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(secret)
         return f"secret written to {path}"
+
+
+def wanted(params: dict[str, Any], native: str, playbook: str | None = None) -> list[str] | None:
+    """Which grants a reduce_scope should remove; ``None`` means the adapter's default (all).
+
+    Adapter-native keys (``groups``, ``policies``) win, where ``[]`` means none. Then the
+    provider-neutral playbook params: ``only_new_grants`` with the planner-filled
+    ``new_grants`` (the names the alert reported), then ``remove_groups``/``detach_policies``
+    where an empty list means the default.
+    """
+    if params.get(native) is not None:
+        return [str(x) for x in params[native]]
+    if params.get("only_new_grants") and params.get("new_grants"):
+        return [str(x) for x in params["new_grants"]]
+    if playbook and params.get(playbook):
+        return [str(x) for x in params[playbook]]
+    return None

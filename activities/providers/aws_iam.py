@@ -17,6 +17,9 @@ an IAM user, ``service_account``/``service_principal`` an IAM role.
   ``AWSDenyAll``). Undo reactivates keys; a login profile cannot come back without a new
   password, which the result and undo say.
 
+Playbook params work too: ``remove_groups``/``detach_policies`` (names), ``only_new_grants``
+with ``new_grants`` (just what the alert named), ``attach_deny_policy`` (= ``deny_all``).
+
 boto3 is synchronous; calls run in a thread. Snapshots use the read session, writes the
 action session (two sets of credentials when configured).
 """
@@ -40,6 +43,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     undo_result,
+    wanted,
 )
 from activities.providers._credentials import credential
 from activities.providers.base import PermanentProviderError, TransientProviderError
@@ -294,7 +298,7 @@ class AwsIamProvider:
                            params: dict[str, Any]) -> ActionResult:
         p = await self._principal(identity)
         before = await self._state(p)
-        if params.get("deny_all"):
+        if params.get("deny_all") or params.get("attach_deny_policy"):
             if DENY_ALL_ARN in before["attached_policies"]:
                 return action_result(action_id, Action.reduce_scope, identity, changed=False,
                                      before=before, after=before,
@@ -312,10 +316,11 @@ class AwsIamProvider:
                               params={"op": "detach", "policies": [DENY_ALL_ARN]},
                               description="detach AWSDenyAll"))
 
-        want_policies = params.get("policies")
-        want_groups = params.get("groups")
+        want_policies = wanted(params, "policies", "detach_policies")
+        want_groups = wanted(params, "groups", "remove_groups")
         policies = [a for a in before["attached_policies"]
-                    if (a in want_policies if want_policies is not None else a != DENY_ALL_ARN)]
+                    if (a in want_policies or a.rsplit("/", 1)[-1] in want_policies
+                        if want_policies is not None else a != DENY_ALL_ARN)]
         groups = [g for g in before["groups"]
                   if (g in want_groups if want_groups is not None else True)]
         if not policies and not groups:

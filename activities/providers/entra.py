@@ -16,6 +16,9 @@ Identity ids are directory object ids: kind ``user`` is a user, kind
   (params ``key_id``). Removal has no undo, so rotation is irreversible and says so; the
   new ``secretText`` goes to ``options.secret_drop_dir`` or is discarded.
 
+The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups
+(and, for ``only_new_grants``, app roles by resource id) too.
+
 Credentials: ``token`` (a bearer token) or ``tenant_id``/``client_id``/``client_secret``
 for the client-credentials flow, separately for read and action. 429/503 with
 ``Retry-After`` → ``TransientProviderError(retry_after)``.
@@ -34,6 +37,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     undo_result,
+    wanted,
 )
 from activities.providers._credentials import Purpose, credential
 from activities.providers._http import HttpApi, retry_after_header
@@ -212,11 +216,14 @@ class EntraProvider:
                            params: dict[str, Any]) -> ActionResult:
         coll, oid = self._collection(identity), identity.id
         before = await self._state(identity)
-        wanted = params.get("groups")
+        names = wanted(params, "groups", "remove_groups")
         groups = [g for g, name in before["groups"].items()
                   if g not in before["dynamic_groups"]
-                  and (wanted is None or g in wanted or name in wanted)]
-        roles_param = params.get("app_roles", True)
+                  and (names is None or g in names or name in names)]
+        roles_param = params.get("app_roles")
+        if roles_param is None:
+            roles_param = (names if params.get("only_new_grants") and names is not None
+                           else True)
         assignments = [a for a in await self._assignments(identity)
                        if roles_param is True
                        or (isinstance(roles_param, list) and a["resourceId"] in roles_param)]

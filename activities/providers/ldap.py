@@ -15,6 +15,8 @@
   implemented here.)
 - force_reauth: LDAP has no sessions; fails permanently with that reason.
 
+The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
+
 ldap3 is synchronous; each call opens a short-lived connection in a thread, bound with the
 read or the action credentials.
 """
@@ -38,6 +40,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     undo_result,
+    wanted,
 )
 from activities.providers._credentials import credential
 from activities.providers.base import PermanentProviderError, TransientProviderError
@@ -198,10 +201,9 @@ class LdapProvider:
                            params: dict[str, Any]) -> ActionResult:
         dn = identity.id
         before = await self._state(dn)
-        wanted = params.get("groups")
+        names = wanted(params, "groups", "remove_groups")
         groups = [g for g in before["groups"]
-                  if wanted is None or g in wanted
-                  or parse_dn(g)[0][1] in wanted]
+                  if names is None or g in names or parse_dn(g)[0][1] in names]
         removed = await self._run("remove memberships", True,
                                   lambda c: self._set_member(c, dn, groups, present=False))
         if not removed:

@@ -16,6 +16,8 @@ Identity ids are Okta ids: a user id for kind ``user``, an app id for kind ``oau
   old secret and deactivates and deletes the new one. The new secret goes to
   ``options.secret_drop_dir`` or is discarded.
 
+The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
+
 Rate limits: 429 ``E0000047`` with ``X-Rate-Limit-Reset`` (epoch seconds) →
 ``TransientProviderError(retry_after=reset - now)``. Read calls use the read token, writes
 the action token (``SSWS`` API tokens, or ``Bearer`` OAuth access tokens with
@@ -34,6 +36,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     undo_result,
+    wanted,
 )
 from activities.providers._credentials import require
 from activities.providers._http import HttpApi, rate_limit_reset
@@ -136,9 +139,9 @@ class OktaProvider:
                            params: dict[str, Any]) -> ActionResult:
         self._user_only(identity, "reduce_scope")
         before = await self._user_state(identity.id)
-        wanted = params.get("groups")
+        names = wanted(params, "groups", "remove_groups")
         groups = [g for g in before["native_groups"]
-                  if wanted is None or g in wanted or before["groups"][g] in wanted]
+                  if names is None or g in names or before["groups"][g] in names]
         if not groups:
             return action_result(action_id, Action.reduce_scope, identity, changed=False,
                                  before=before, after=before,

@@ -6,6 +6,8 @@
 - force_reauth and rotate do not exist in SCIM (sessions and secrets live in the IdP's own
   API); they fail permanently with that reason.
 
+The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
+
 Memberships are read with ``GET /Groups?filter=members.value eq "<id>"`` because servers
 need not fill ``User.groups``. Every PATCH sends ``If-Match`` with the resource's ETag when
 the server offers one; on 412 the adapter re-reads, and retries once if the change is still
@@ -18,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from activities.providers._common import action_result, dispatch_undo, undo_result
+from activities.providers._common import action_result, dispatch_undo, undo_result, wanted
 from activities.providers._credentials import credential
 from activities.providers._http import HttpApi
 from activities.providers.base import PermanentProviderError, TransientProviderError
@@ -148,9 +150,9 @@ class ScimProvider:
     async def reduce_scope(self, action_id: str, identity: IdentityRef,
                            params: dict[str, Any]) -> ActionResult:
         before = await self._state(identity.id)
-        wanted = params.get("groups")
+        names = wanted(params, "groups", "remove_groups")
         groups = [gid for gid, display in before["groups"].items()
-                  if wanted is None or gid in wanted or display in wanted]
+                  if names is None or gid in names or display in names]
         removed = await self._set_members(identity.id, groups, present=False)
         if not removed:
             return action_result(action_id, Action.reduce_scope, identity, changed=False,

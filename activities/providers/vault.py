@@ -17,6 +17,8 @@ entity id.
 - revoke (entity): ``disabled=true`` (tokens of a disabled entity stop working). Undo sets
   ``disabled=false``.
 
+The playbook's ``detach_policies`` and ``only_new_grants``/``new_grants`` choose policies too.
+
 hvac is synchronous; calls run in a thread.
 """
 
@@ -30,7 +32,13 @@ import hvac
 import hvac.exceptions
 import requests
 
-from activities.providers._common import SecretDrop, action_result, dispatch_undo, undo_result
+from activities.providers._common import (
+    SecretDrop,
+    action_result,
+    dispatch_undo,
+    undo_result,
+    wanted,
+)
 from activities.providers._credentials import credential
 from activities.providers.base import PermanentProviderError, TransientProviderError
 from stanch.config import ProviderSettings, Settings
@@ -213,8 +221,8 @@ class VaultProvider:
             raise self._unsupported("reduce_scope works on identity entities, not AppRoles")
         entity = await self._entity(identity)
         before = await self._entity_state(entity)
-        wanted = params.get("policies")
-        removed = [p for p in before["policies"] if wanted is None or p in wanted]
+        names = wanted(params, "policies", "detach_policies")
+        removed = [p for p in before["policies"] if names is None or p in names]
         if not removed:
             return action_result(action_id, Action.reduce_scope, identity, changed=False,
                                  before=before, after=before, message="no matching policies")

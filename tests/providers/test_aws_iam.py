@@ -251,3 +251,21 @@ async def test_secret_file_credentials(moto_url: str, tmp_path: Path, iam: Any) 
     result = await p.revoke("rv", user_ref(name), {})
     assert result.status is ActionStatus.applied
     await p.aclose()
+
+
+async def test_playbook_params_only_new_grants(provider: AwsIamProvider, iam: Any) -> None:
+    name = make_user(iam)
+    ref = user_ref(name)
+    new_group = f"deployers-{name}"
+    result = await provider.reduce_scope("pb", ref, {
+        "only_new_grants": True, "new_grants": [new_group, "AmazonS3FullAccess"],
+        "remove_groups": [], "detach_policies": [], "attach_deny_policy": False})
+    assert result.undo is not None
+    assert result.undo.params == {"op": "restore_scope", "policies": [S3_POLICY],
+                                  "groups": [new_group]}
+    deny = await provider.reduce_scope("pb2", ref, {"attach_deny_policy": True})
+    assert DENY_ALL_ARN in deny.after["attached_policies"]
+    # empty playbook lists mean "the default": everything else goes
+    rest = await provider.reduce_scope("pb3", ref, {"remove_groups": [],
+                                                    "detach_policies": []})
+    assert rest.after["attached_policies"] == [DENY_ALL_ARN] and rest.after["groups"] == []

@@ -217,3 +217,16 @@ async def test_repeat_of_suspend_is_already(provider: OktaProvider, fake: OktaFa
     await provider.revoke("rv", user(uid), {})
     again = await provider.revoke("rv-2", user(uid), {})
     assert again.status is ActionStatus.already
+
+
+async def test_playbook_only_new_grants_by_name(provider: OktaProvider, fake: OktaFake) -> None:
+    uid = seed_user(fake)
+    admins = next(g for g in fake.groups if fake.groups[g]["profile"]["name"].startswith(
+        "Admins") and uid in fake.members[g])
+    name = fake.groups[admins]["profile"]["name"]
+    result = await provider.reduce_scope("pb", user(uid), {"only_new_grants": True,
+                                                          "new_grants": [name]})
+    assert result.undo is not None and result.undo.params["groups"] == [admins]
+    nothing = await provider.reduce_scope("pb2", user(uid), {"only_new_grants": True,
+                                                            "new_grants": ["not-a-group"]})
+    assert nothing.status is ActionStatus.already
