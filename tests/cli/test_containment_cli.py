@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -24,6 +25,7 @@ from stanch.api.auth import hash_token
 from stanch.audit import SqliteAuditStore
 from stanch.config import ApiToken, Settings
 from stanch.models import containment_workflow_id
+from stanch.playbook import Playbook
 from stanch.worker import build_worker
 from tests.cli.server import serving
 
@@ -124,9 +126,16 @@ async def _terminate(env: WorkflowEnvironment, wid: str) -> None:
         pass  # not running: nothing to clean up
 
 
+@pytest.fixture()
+def playbooks() -> list[Playbook] | None:
+    """The API's playbooks; None loads the repository's. Overridden by a test below."""
+    return None
+
+
 @pytest_asyncio.fixture()
 async def stack(dev_env: WorkflowEnvironment, settings: Settings, task_queue: str,
-                mock_idp: str, tmp_path: Path, driver: Driver) -> AsyncIterator[Stack]:
+                mock_idp: str, tmp_path: Path, driver: Driver,
+                playbooks: list[Playbook] | None) -> AsyncIterator[Stack]:
     # The workflow id is per identity, so a containment of Bob left by another test on this
     # session's server would otherwise receive our requests on a queue nobody polls.
     await _terminate(dev_env, BOB_WID)
@@ -136,7 +145,7 @@ async def stack(dev_env: WorkflowEnvironment, settings: Settings, task_queue: st
                            for who, (roles, groups) in PEOPLE.items()]
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteAuditStore(settings.audit_sqlite_path)
-    app = create_app(settings, client=dev_env.client)
+    app = create_app(settings, client=dev_env.client, playbooks=playbooks)
     home = tmp_path / "home"
     home.mkdir()
     try:
@@ -294,3 +303,47 @@ async def test_the_installed_entry_point_reports_an_unreachable_api(tmp_path: Pa
     assert proc.returncode == 1
     assert err.decode().startswith("error: cannot reach the Stanch API at http://127.0.0.1:9")
     assert out == b""
+
+
+BREAK_GLASS = Playbook.model_validate({
+    "name": "manual-break-glass", "priority": 100, "requested_level": True,
+    "match": {"sources": ["manual"], "categories": ["manual"]},
+    "ladder": [
+        {"action": "reduce_scope", "revert_after": "4h"},
+        {"action": "revoke", "break_glass": True,
+         "break_glass_reason": "an on-call responder may disable at once",
+         "approval": {"groups": ["soc-approvers"], "deadline": "15m"}},
+    ],
+})
+
+
+@pytest.mark.parametrize("playbooks", [[BREAK_GLASS]])
+async def test_break_glass_review_ack_and_confirm(stack: Stack) -> None:
+    code, out, err = await stack.stanch("contain", "mock:u-bob", "--level", "revoke",
+                                        "--reason", "active fraud", "--break-glass")
+    assert code == 0, err
+    st = await stack.wait(lambda s: len(s["steps"]) == 2
+                          and all(x["status"] == "applied" for x in s["steps"])
+                          and bool(s["reviews"]))
+    reduce = _step(st, "reduce_scope")["step_id"]
+    review = st["reviews"][0]["review_id"]
+
+    code, out, err = await stack.stanch("status", BOB_WID, who="watcher")
+    assert code == 0, err
+    assert "Break-glass reviews" in out and review in out and "pending" in out
+    assert _step(st, "reduce_scope")["revert_at"][:10] in out
+
+    code, out, err = await stack.stanch("confirm", BOB_WID, reduce, "--reason", "keep it")
+    assert code == 0, err
+    assert f"confirmed {reduce}: applied, revert at never" in out
+
+    code, out, err = await stack.stanch("review", "ack", BOB_WID, review, "--comment", "fine",
+                                        who="oncall")
+    assert code == 1 and "error: 403 principal 'oncall' lacks the 'approver' role" in err
+    code, out, err = await stack.stanch("review", "ack", BOB_WID, review, "--json",
+                                        who="approver1")
+    assert code == 0, err
+    assert json.loads(out)["acknowledged_by"] == "approver1"
+    st = await stack.status()
+    assert st["reviews"][0]["acknowledged_by"] == "approver1"
+    assert _step(st, "reduce_scope")["revert_at"] is None
