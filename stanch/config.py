@@ -8,6 +8,7 @@ setting (see :func:`load_settings`). Secrets are ``SecretStr`` so they never pri
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from stanch.playbook.schema import Duration
 
 
 class ConfigError(Exception):
@@ -151,6 +154,21 @@ class NotifySettings(_Section):
     )
 
 
+class ElevationPolicy(_Section):
+    """Who approves an elevation of matching scopes, how many, and for how long at most."""
+
+    groups: list[str] = Field(
+        default_factory=lambda: ["soc-approvers"], description="Approver groups.")
+    quorum: int = Field(default=1, ge=1, description="Distinct approvals needed.")
+    max_duration: Duration = Field(
+        default=timedelta(hours=4),
+        description="Longest an elevation may last, extensions included, from the first grant.")
+    break_glass_allowed: bool = Field(
+        default=False, description="A responder may grant now and have it reviewed after.")
+    approval_deadline: Duration = Field(
+        default=timedelta(minutes=30), description="Unanswered requests are denied after this.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STANCH_",
@@ -182,6 +200,15 @@ class Settings(BaseSettings):
     providers: dict[str, ProviderSettings] = Field(
         default_factory=lambda: {"mock": ProviderSettings(type="mock")}
     )
+    elevation_policies: dict[str, ElevationPolicy] = Field(
+        default_factory=dict,
+        description="Scope pattern (fnmatch, on `scope` or `provider:scope`) → policy; the "
+        "most specific match wins (exact, then the longest pattern).",
+    )
+    elevation_default_policy: ElevationPolicy = Field(
+        default_factory=ElevationPolicy, description="For scopes no pattern matches.")
+    elevation_ledger_namespace: str = Field(
+        default="", description="Salt of scope-lease workflow ids (tests isolate with it).")
 
     @classmethod
     def settings_customise_sources(

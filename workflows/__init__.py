@@ -1,7 +1,8 @@
 """Workflows: deterministic orchestration only. No I/O, clocks or randomness here."""
 
 from workflows.containment import ContainmentWorkflow
+from workflows.elevation import ElevationWorkflow, ScopeLeaseWorkflow
 
-WORKFLOWS: list[type] = [ContainmentWorkflow]
+WORKFLOWS: list[type] = [ContainmentWorkflow, ElevationWorkflow, ScopeLeaseWorkflow]
 
-__all__ = ["WORKFLOWS", "ContainmentWorkflow"]
+__all__ = ["WORKFLOWS", "ContainmentWorkflow", "ElevationWorkflow", "ScopeLeaseWorkflow"]
