@@ -1,0 +1,145 @@
+"""End-to-end benchmark: Stanch on the embedded dev server against a bare-Temporal floor.
+
+    python -m bench            # full sizes (make bench), < 10 minutes
+    python -m bench --quick    # smaller sizes, < 2 minutes
+    python -m bench --quick --serial 5 --concurrent 20 --storm-alerts 200 ...   # tinier
+
+Prints one table and writes every figure to bench/results/bench-<timestamp>.json.
+What each figure means: docs/benchmarks.md. The ingest micro-benchmark is separate:
+``python -m bench.ingest_bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import stack as stack_mod
+from bench.e2e import Driver
+from bench.report import checks, render
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Sizes:
+    serial: int = 200            # serial samples (floor, time-to-contain)
+    concurrent: int = 1000       # workflows / alerts in the 50-concurrent throughput runs
+    concurrency: int = 50
+    storm_alerts: int = 10_000
+    storm_identities: int = 100
+    approvals: int = 100
+    waiting: int = 10_000        # containments parked on approval for the RSS figure
+
+
+QUICK = Sizes(serial=40, concurrent=200, storm_alerts=1000, approvals=20, waiting=1000)
+
+
+def _machine() -> dict[str, Any]:
+    return {"host": platform.node(), "python": platform.python_version(),
+            "platform": platform.platform(), "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "load_avg_at_start": os.getloadavg()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+async def _measure(stack: stack_mod.Stack, sizes: Sizes, log: Any) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    out: dict[str, Any] = {}
+    cpu_start = {n: psutil.Process(stack.pid(n)).cpu_times() for n in
+                 ("temporal", "mock-idp", "worker", "api", "floor")}
+    async with Driver(stack, run) as d:
+        phases = [
+            ("floor", lambda: d.floor(sizes.serial, sizes.concurrent, sizes.concurrency)),
+            ("contain", lambda: d.time_to_contain(sizes.serial, sizes.concurrent,
+                                                   sizes.concurrency)),
+            ("storm", lambda: d.storm(sizes.storm_alerts, sizes.storm_identities,
+                                      sizes.concurrency)),
+            ("approval", lambda: d.approvals(sizes.approvals, sizes.concurrency)),
+            ("memory", lambda: d.waiting_rss(sizes.waiting, sizes.concurrency)),
+        ]
+        for name, phase in phases:
+            t0 = time.perf_counter()
+            log(f"bench: {name} …")
+            out[name] = await phase()
+            out[name]["phase_seconds"] = time.perf_counter() - t0
+            log(f"bench: {name} done in {out[name]['phase_seconds']:.1f}s")
+    out["cpu_seconds"] = {
+        n: round(sum(psutil.Process(stack.pid(n)).cpu_times()[:2]) - sum(t[:2]), 1)
+        for n, t in cpu_start.items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 minutes)")
+    for name, default in asdict(Sizes()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"override (full: {default}, quick: {getattr(QUICK, name)})")
+    parser.add_argument("--profile", choices=["worker", "api"], default=None,
+                        help="run that process under pyinstrument; report in the state dir")
+    parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
+    parser.add_argument("--keep", action="store_true", help="keep the temp state dir")
+    args = parser.parse_args(argv)
+
+    sizes = QUICK if args.quick else Sizes()
+    sizes = Sizes(**{k: (getattr(args, k) if getattr(args, k) is not None else v)
+                     for k, v in asdict(sizes).items()})
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = datetime.now(UTC)
+    contained = (min(5, sizes.serial) + sizes.serial + sizes.concurrent
+                 + sizes.storm_identities + sizes.approvals)
+    log(f"bench: starting dev server, mock IdP ({contained} bench identities), worker, API …")
+    t0 = time.perf_counter()
+    stack = stack_mod.start(contained=contained, waiting=sizes.waiting, profile=args.profile)
+    log(f"bench: up in {time.perf_counter() - t0:.1f}s (state {stack.state})")
+    try:
+        figures = asyncio.run(_measure(stack, sizes, log))
+    finally:
+        stack.stop()
+        if not args.keep and args.profile is None:
+            import shutil
+
+            shutil.rmtree(stack.state, ignore_errors=True)
+    result = {
+        "started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
+        "sizes": asdict(sizes), "machine": _machine(),
+        "wall_seconds": (datetime.now(UTC) - started).total_seconds(),
+        "figures": figures, "checks": checks(figures),
+    }
+    if args.profile:
+        result["profile"] = str(stack.state / f"profile-{args.profile}.html")
+    path = args.json or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(render(result))
+    print(f"\nJSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,359 @@
+"""The measurements, each against a running :class:`bench.stack.Stack`.
+
+Clocks: send times are the client's wall clock (``time.time()``) taken just before the
+request is written; write times are the ``at`` the mock IdP stamps on its change-log
+record (its own wall clock, ``datetime.now(UTC)``) inside the write transaction. Both run
+on this machine, so they share one clock. A :class:`ChangeWatcher` tails ``/changes``
+and resolves the first write per identity; how often it polls changes what it costs, not
+what it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from temporalio.client import Client
+
+from bench.floor import FLOOR_PATH, FloorWorkflow
+from bench.stack import FLOOR_QUEUE, Stack, contained_id, upn, waiting_id
+from stanch.models import containment_workflow_id
+
+Timings = list[float]
+
+
+def pct(values: Timings, p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no samples."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def summary(ms: Timings) -> dict[str, float]:
+    return {"n": len(ms), "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99),
+            "max_ms": max(ms) if ms else math.nan}
+
+
+async def bounded(n: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> float:
+    """Run job(0..n-1) with ``concurrency`` in flight (a closed loop); return the seconds."""
+    counter = iter(range(n))
+
+    async def lane() -> None:
+        for i in counter:
+            await job(i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+class ChangeWatcher:
+    """Tails the mock IdP's change log; resolves the wall time of each identity's first write."""
+
+    def __init__(self, http: httpx.AsyncClient, idp: str, interval: float = 0.02) -> None:
+        self.http = http
+        self.idp = idp
+        self.interval = interval
+        self.since = 0
+        self.first: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._waiters: dict[str, asyncio.Future[float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ChangeWatcher:
+        # Start from the current end of the log: earlier writes belong to earlier phases.
+        while True:
+            batch = (await self.http.get(f"{self.idp}/changes", params={
+                "since": self.since, "limit": 10_000})).json()
+            if not batch:
+                break
+            self.since = batch[-1]["seq"]
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                r = await self.http.get(f"{self.idp}/changes", params={
+                    "since": self.since, "limit": 10_000})
+                batch = r.json()
+            except httpx.HTTPError:
+                batch = []
+            for c in batch:
+                self.since = c["seq"]
+                ident = c["identity_id"]
+                self.counts[ident] = self.counts.get(ident, 0) + 1
+                if ident not in self.first:
+                    at = datetime.fromisoformat(c["at"]).timestamp()
+                    self.first[ident] = at
+                    fut = self._waiters.pop(ident, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(at)
+            if len(batch) < 10_000:
+                await asyncio.sleep(self.interval)
+
+    async def first_write(self, identity: str, timeout: float = 60.0) -> float:
+        if identity in self.first:
+            return self.first[identity]
+        fut = self._waiters.setdefault(identity, asyncio.get_running_loop().create_future())
+        return await asyncio.wait_for(asyncio.shield(fut), timeout)
+
+
+def alert(alert_id: str, identity: str, *, severity: str = "high",
+          confidence: str = "medium") -> dict[str, Any]:
+    """A generic privilege-escalation alert naming the new ``prod-admins`` grant."""
+    return {"id": alert_id, "title": f"{identity} added to prod-admins",
+            "category": "privilege_escalation", "severity": severity,
+            "confidence": confidence, "identities": [
+                {"name": upn(identity), "type": "upn", "kind": "user"}],
+            "grants": ["prod-admins"]}
+
+
+class Driver:
+    """The bench client: an HTTP client for the API and mock IdP, and a Temporal client."""
+
+    def __init__(self, stack: Stack, run_id: str) -> None:
+        self.stack = stack
+        self.run = run_id
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        self.http = httpx.AsyncClient(timeout=60.0, limits=limits)
+        self.temporal: Client | None = None
+        self.next_contained = 0
+        self.next_waiting = 0
+
+    async def __aenter__(self) -> Driver:
+        self.temporal = await Client.connect(self.stack.temporal)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.http.aclose()
+
+    def take(self, n: int) -> list[str]:
+        ids = [contained_id(self.next_contained + i) for i in range(n)]
+        self.next_contained += n
+        return ids
+
+    def take_waiting(self, n: int) -> list[str]:
+        ids = [waiting_id(self.next_waiting + i) for i in range(n)]
+        self.next_waiting += n
+        return ids
+
+    async def post_alert(self, body: dict[str, Any]) -> tuple[float, float, httpx.Response]:
+        """POST one alert; return (wall-clock send time, response ms, response)."""
+        sent = time.time()
+        t0 = time.perf_counter()
+        r = await self.http.post(f"{self.stack.api}/v1/alerts/generic", json=body, headers={
+            "Authorization": f"Bearer {self.stack.source_token}"})
+        return sent, (time.perf_counter() - t0) * 1000, r
+
+    # -------------------------------------------------------------- floor
+    async def floor_once(self) -> float:
+        assert self.temporal is not None
+        t0 = time.perf_counter()
+        await self.temporal.execute_workflow(
+            FloorWorkflow.run, f"{self.stack.idp}{FLOOR_PATH}",
+            id=f"floor-{self.run}-{uuid.uuid4().hex[:12]}", task_queue=FLOOR_QUEUE)
+        return (time.perf_counter() - t0) * 1000
+
+    async def floor(self, serial: int, concurrent: int, concurrency: int) -> dict[str, Any]:
+        for _ in range(min(5, serial)):
+            await self.floor_once()  # warm-up: connections, sticky caches
+        lat = [await self.floor_once() for _ in range(serial)]
+        loaded: Timings = []
+
+        async def job(_: int) -> None:
+            loaded.append(await self.floor_once())
+
+        secs = await bounded(concurrent, concurrency, job)
+        return {"serial": summary(lat), "throughput_per_s": concurrent / secs,
+                "concurrent": {"n": concurrent, "concurrency": concurrency,
+                               "seconds": secs, **summary(loaded)}}
+
+    # -------------------------------------------------------------- time to contain
+    async def contain_once(self, watcher: ChangeWatcher, identity: str, tag: str
+                           ) -> tuple[float, float]:
+        sent, api_ms, r = await self.post_alert(alert(f"{self.run}-{tag}-{identity}", identity))
+        if r.status_code != 202:
+            raise RuntimeError(f"alert for {identity}: {r.status_code} {r.text[:300]}")
+        at = await watcher.first_write(identity)
+        return (at - sent) * 1000, api_ms
+
+    async def time_to_contain(self, serial: int, concurrent: int,
+                              concurrency: int) -> dict[str, Any]:
+        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+            for ident in self.take(min(5, serial)):
+                await self.contain_once(watcher, ident, "warm")
+            ttc: Timings = []
+            api: Timings = []
+            for ident in self.take(serial):
+                t, a = await self.contain_once(watcher, ident, "serial")
+                ttc.append(t)
+                api.append(a)
+            ids = self.take(concurrent)
+            loaded: Timings = []
+            sends: list[float] = []
+
+            async def job(i: int) -> None:
+                t, _ = await self.contain_once(watcher, ids[i], "load")
+                loaded.append(t)
+
+            start = time.time()
+            await bounded(concurrent, concurrency, job)
+            last = max(watcher.first[i] for i in ids)
+            sends.append(start)
+        secs = last - start
+        return {"serial": summary(ttc), "api_serial": summary(api),
+                "throughput_per_s": concurrent / secs,
+                "concurrent": {"n": concurrent, "concurrency": concurrency, "seconds": secs,
+                               **summary(loaded)}}
+
+    # -------------------------------------------------------------- storm
+    async def storm(self, alerts: int, identities: int, concurrency: int) -> dict[str, Any]:
+        assert self.temporal is not None
+        ids = self.take(identities)
+        expected = {containment_workflow_id("mock", i) for i in ids}
+        api: Timings = []
+        statuses: dict[int, int] = {}
+        tag = f"{self.run}-storm"
+        started = datetime.now(UTC)
+        async with ChangeWatcher(self.http, self.stack.idp, interval=0.2) as watcher:
+
+            async def job(i: int) -> None:
+                _, ms, r = await self.post_alert(alert(f"{tag}-{i}", ids[i % identities]))
+                api.append(ms)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+            secs = await bounded(alerts, concurrency, job)
+            for ident in ids:
+                await watcher.first_write(ident, timeout=120)
+            await asyncio.sleep(1.0)  # let trailing writes (if any) reach the log
+            writes = {i: watcher.counts.get(i, 0) for i in ids}
+        query = (f"WorkflowType = 'ContainmentWorkflow' AND "
+                 f"StartTime >= '{started.isoformat().replace('+00:00', 'Z')}'")
+        seen: dict[str, int] = {}
+        for _ in range(50):  # visibility is eventually consistent
+            seen = {}
+            async for wf in self.temporal.list_workflows(query):
+                seen[wf.id] = seen.get(wf.id, 0) + 1
+            if expected <= set(seen):
+                break
+            await asyncio.sleep(0.2)
+        audited = _count_audit(self.stack.state / "audit.db", "alert.received", f"{tag}-")
+        runs_per_id = sorted(set(seen.values()))
+        return {
+            "alerts": alerts, "identities": identities, "concurrency": concurrency,
+            "seconds": secs, "alerts_per_s": alerts / secs, "statuses": statuses,
+            "api": summary(api),
+            "workflows_created": len(seen),
+            "workflow_runs": sum(seen.values()),
+            "one_workflow_per_identity": set(seen) == expected,
+            "runs_per_workflow": runs_per_id,
+            "alerts_audited": audited,
+            "provider_writes": sum(writes.values()),
+            "identities_written_once": sum(1 for v in writes.values() if v == 1),
+        }
+
+    # -------------------------------------------------------------- approvals
+    async def containment(self, wid: str) -> dict[str, Any]:
+        r = await self.http.get(f"{self.stack.api}/v1/containments/{wid}", headers={
+            "Authorization": f"Bearer {self.stack.admin_token}"})
+        r.raise_for_status()
+        return dict(r.json())
+
+    async def pending_step(self, wid: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = await self.containment(wid)
+            pending = st.get("pending_approvals") or []
+            if pending:
+                return str(pending[0]["step_id"])
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{wid}: no pending approval after {timeout:.0f}s")
+
+    async def approvals(self, n: int, concurrency: int) -> dict[str, Any]:
+        ids = self.take(n)
+        wids: dict[str, str] = {}
+
+        async def park(i: int) -> None:
+            _, _, r = await self.post_alert(alert(f"{self.run}-appr-{ids[i]}", ids[i],
+                                                  severity="medium", confidence="medium"))
+            if r.status_code != 202:
+                raise RuntimeError(f"alert for {ids[i]}: {r.status_code} {r.text[:300]}")
+            wids[ids[i]] = r.json()["workflow_id"]
+
+        await bounded(n, concurrency, park)
+        steps = {i: await self.pending_step(wids[i]) for i in ids}
+        rtt: Timings = []
+        api: Timings = []
+        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+            for ident in ids:
+                sent = time.time()
+                t0 = time.perf_counter()
+                r = await self.http.post(
+                    f"{self.stack.api}/v1/containments/{wids[ident]}/decisions",
+                    json={"step": steps[ident], "verdict": "approve", "comment": "bench"},
+                    headers={"Authorization": f"Bearer {self.stack.admin_token}"})
+                api.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"decision on {ident}: {r.status_code} {r.text[:300]}")
+                rtt.append((await watcher.first_write(ident) - sent) * 1000)
+        return {"round_trip": summary(rtt), "decision_api": summary(api)}
+
+    # -------------------------------------------------------------- memory
+    async def waiting_rss(self, n: int, concurrency: int) -> dict[str, Any]:
+        assert self.temporal is not None
+        worker = psutil.Process(self.stack.pid("worker"))
+        before = worker.memory_info().rss
+        ids = self.take_waiting(n)
+        failures = 0
+        query = "WorkflowType = 'ContainmentWorkflow' AND StanchStatus = 'awaiting_approval'"
+        base = (await self.temporal.count_workflows(query)).count
+
+        async def park(i: int) -> None:
+            nonlocal failures
+            _, _, r = await self.post_alert(alert(f"{self.run}-wait-{ids[i]}", ids[i],
+                                                  severity="medium", confidence="medium"))
+            failures += r.status_code != 202
+
+        secs = await bounded(n, concurrency, park)
+        waiting = 0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            waiting = (await self.temporal.count_workflows(query)).count - base
+            if waiting >= n:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        after = worker.memory_info().rss
+        return {"containments": n, "waiting": waiting, "failures": failures,
+                "seconds_to_park": secs, "rss_before_mb": before / 2**20,
+                "rss_mb": after / 2**20,
+                "kb_per_containment": (after - before) / 1024 / max(1, n)}
+
+
+def _count_audit(db_path: Path, type_: str, source_id_prefix: str) -> int:
+    """Records of ``type_`` whose alert's source id starts with the prefix (Stanch alert ids
+    are hashes of the dedup key, so the source id in the record body is what we can match)."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = db.execute("SELECT COUNT(*) FROM audit_records WHERE type = ? AND body LIKE ?",
+                         (type_, f'%"source_alert_id":"{source_id_prefix}%')).fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+

@@ -1,0 +1,101 @@
+"""Targets, PASS/MISS, and the one table ``python -m bench`` prints."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# (figure, limit, direction): the issue's targets.
+TTC_P50_MAX = 1.25   # x floor p50
+TTC_P99_MAX = 1.5    # x floor p99
+THROUGHPUT_MIN = 0.8  # x floor throughput
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
+def checks(f: dict[str, Any]) -> dict[str, Any]:
+    floor, contain, storm = f["floor"], f["contain"], f["storm"]
+    p50 = _ratio(contain["serial"]["p50_ms"], floor["serial"]["p50_ms"])
+    p99 = _ratio(contain["serial"]["p99_ms"], floor["serial"]["p99_ms"])
+    tput = _ratio(contain["throughput_per_s"], floor["throughput_per_s"])
+    return {
+        "ttc_p50_ratio": {"value": p50, "target": f"<= {TTC_P50_MAX}",
+                          "pass": p50 <= TTC_P50_MAX},
+        "ttc_p99_ratio": {"value": p99, "target": f"<= {TTC_P99_MAX}",
+                          "pass": p99 <= TTC_P99_MAX},
+        "throughput_ratio": {"value": tput, "target": f">= {THROUGHPUT_MIN}",
+                             "pass": tput >= THROUGHPUT_MIN},
+        "storm_one_workflow_per_identity": {
+            "value": storm["one_workflow_per_identity"], "target": "true",
+            "pass": bool(storm["one_workflow_per_identity"])},
+        "storm_alerts_audited": {
+            "value": storm["alerts_audited"], "target": f"== {storm['alerts']}",
+            "pass": storm["alerts_audited"] == storm["alerts"]},
+    }
+
+
+def _ms(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:,.0f} ms"
+
+
+def render(result: dict[str, Any]) -> str:
+    f, c, s = result["figures"], result["checks"], result["sizes"]
+    fl, ct, st, ap, mem = f["floor"], f["contain"], f["storm"], f["approval"], f["memory"]
+    conc = s["concurrency"]
+
+    def verdict(key: str) -> str:
+        return "PASS" if c[key]["pass"] else "MISS"
+
+    rows: list[tuple[str, str, str, str]] = [
+        ("floor: workflow+1 activity (1 POST), serial p50", _ms(fl["serial"]["p50_ms"]), "", ""),
+        ("floor: serial p99", _ms(fl["serial"]["p99_ms"]), "", ""),
+        (f"floor: throughput @{conc} concurrent", f"{fl['throughput_per_s']:.1f} wf/s", "", ""),
+        ("time-to-contain (POST → 1st IdP write), serial p50",
+         f"{_ms(ct['serial']['p50_ms'])} ({c['ttc_p50_ratio']['value']:.2f}x floor)",
+         "≤ 1.25x floor", verdict("ttc_p50_ratio")),
+        ("time-to-contain, serial p99",
+         f"{_ms(ct['serial']['p99_ms'])} ({c['ttc_p99_ratio']['value']:.2f}x floor)",
+         "≤ 1.5x floor", verdict("ttc_p99_ratio")),
+        ("  webhook answer (202), serial p50 / p99",
+         f"{_ms(ct['api_serial']['p50_ms'])} / {_ms(ct['api_serial']['p99_ms'])}", "", ""),
+        (f"alerts contained/s end to end @{conc} concurrent",
+         f"{ct['throughput_per_s']:.1f}/s ({c['throughput_ratio']['value']:.2f}x floor)",
+         "≥ 0.8x floor", verdict("throughput_ratio")),
+        (f"  time-to-contain @{conc} concurrent p50 / p99",
+         f"{_ms(ct['concurrent']['p50_ms'])} / {_ms(ct['concurrent']['p99_ms'])}", "", ""),
+        (f"storm: {st['alerts']:,} alerts over {st['identities']} identities",
+         f"{st['alerts_per_s']:.0f} alerts/s accepted, HTTP {st['statuses']}", "", ""),
+        ("storm: workflows created (Temporal visibility)",
+         f"{st['workflows_created']} ({st['workflow_runs']} runs)", "", ""),
+        ("storm: exactly one workflow per identity",
+         str(st["one_workflow_per_identity"]).lower(), "true",
+         verdict("storm_one_workflow_per_identity")),
+        ("storm: alert.received records in the audit store",
+         f"{st['alerts_audited']:,}", f"= {st['alerts']:,}", verdict("storm_alerts_audited")),
+        ("storm: provider writes (identities written exactly once)",
+         f"{st['provider_writes']} ({st['identities_written_once']})", "", ""),
+        ("storm: API p50 / p99 during the storm",
+         f"{_ms(st['api']['p50_ms'])} / {_ms(st['api']['p99_ms'])}", "", ""),
+        ("approval round trip (decision POST → IdP write) p50",
+         _ms(ap["round_trip"]["p50_ms"]), "", ""),
+        ("approval round trip p99", _ms(ap["round_trip"]["p99_ms"]), "", ""),
+        (f"worker RSS, {mem['waiting']:,} containments awaiting approval",
+         f"{mem['rss_mb']:.0f} MB (idle {mem['rss_before_mb']:.0f} MB, "
+         f"{mem['kb_per_containment']:.1f} KB each)", "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = ("figure", "value", "target", "")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
+    m = result["machine"]
+    out.append(line)
+    out.append(f"{result['mode']} run, {result['wall_seconds']:.0f}s wall; "
+               f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, load at start "
+               f"{m['load_avg_at_start'][0]:.2f}; CPU seconds by process: "
+               + ", ".join(f"{k} {v}" for k, v in f["cpu_seconds"].items()))
+    return "\n".join(out)
