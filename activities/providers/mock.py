@@ -202,8 +202,14 @@ class MockProvider:
 
     async def _read(self, identity_id: str, action_id: str
                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # Both reads finish before either error surfaces: no orphan request outlives the call.
         state, prior = await asyncio.gather(self._identity(identity_id),
-                                            self._changes_by(identity_id, action_id))
+                                            self._changes_by(identity_id, action_id),
+                                            return_exceptions=True)
+        for outcome in (state, prior):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(state, dict) and isinstance(prior, list)
         return state, prior
 
     async def _write(self, method: str, identity_id: str, sub: str, key: str,

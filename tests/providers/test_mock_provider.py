@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +25,6 @@ from stanch.mock_idp.testing import start_mock_idp
 from stanch.models import Action, ActionStatus, IdentityKind, IdentityRef
 
 from .conformance import Case, ConformanceTarget, ProviderConformance, assert_same_fields
-from .servers import closed_port
 
 ALICE = IdentityRef(provider="mock", id="u-alice", kind=IdentityKind.user)
 BOB = IdentityRef(provider="mock", id="u-bob", kind=IdentityKind.user)
@@ -282,13 +282,18 @@ async def test_unknown_identity_is_permanent(
 
 
 async def test_connection_refused_and_timeout_are_transient(mock_idp_url: str) -> None:
-    down = MockProvider("mock", f"http://127.0.0.1:{closed_port()}", timeout=1)
-    with pytest.raises(TransientProviderError) as caught:
-        await down.snapshot(ALICE)
-    assert caught.value.code == "ConnectionError"
-    await down.aclose()
+    # Hold the port bound but not listening: nothing else on this machine (other suites
+    # start servers on free ports too) can take it while we connect.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        down = MockProvider("mock", f"http://127.0.0.1:{held.getsockname()[1]}", timeout=1)
+        with pytest.raises(TransientProviderError) as caught:
+            await down.snapshot(ALICE)
+        assert caught.value.code == "ConnectionError"
+        await down.aclose()
     slow = MockProvider("mock", mock_idp_url, timeout=0.2)
-    httpx.post(f"{mock_idp_url}/faults", json={"latency_ms": 500, "count": 1}
+    httpx.post(f"{mock_idp_url}/faults", json={"latency_ms": 500, "count": 1,
+                                               "path": "^/identities/u-alice$"}
                ).raise_for_status()
     with pytest.raises(TransientProviderError) as caught:
         await slow.snapshot(ALICE)
