@@ -245,15 +245,19 @@ class AwsIamProvider:
         return str(statements[0].get("Sid", "")) if statements else ""
 
     async def _state(self, p: _Principal) -> dict[str, Any]:
+        # independent reads: run them side by side (boto3 clients are thread-safe)
+        attached, inline, groups, keys, profile, sid = await asyncio.gather(
+            self._attached(p), self._inline(p), self._groups(p), self._keys(p),
+            self._login_profile(p), self._revocation_sid(p))
         return {
             "kind": p.kind,
             "name": p.name,
-            "attached_policies": await self._attached(p),
-            "inline_policies": await self._inline(p),
-            "groups": await self._groups(p),
-            "access_keys": await self._keys(p),
-            "login_profile": await self._login_profile(p),
-            "session_revocation_sid": await self._revocation_sid(p),
+            "attached_policies": attached,
+            "inline_policies": inline,
+            "groups": groups,
+            "access_keys": keys,
+            "login_profile": profile,
+            "session_revocation_sid": sid,
         }
 
     async def snapshot(self, identity: IdentityRef) -> dict[str, Any]:
