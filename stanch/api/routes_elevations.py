@@ -1,0 +1,234 @@
+"""Elevations: request, list, read, decide, extend, revoke.
+
+Who may do what: a responder may request an elevation for anyone, any principal may request
+one for an identity it *is* (its ``identity_keys``); break-glass is for responders only.
+Approvers decide. Extending needs the same standing as requesting. Revoking is open to every
+authenticated caller at the API and decided by the workflow: the requester, the principal
+itself, any approver of the scopes and SOC admins may end an elevation, without quorum.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from stanch.api.auth import has_role, require
+from stanch.api.decisions import Decider, update_failure
+from stanch.config import Settings
+from stanch.inventory import Inventory
+from stanch.models import IdentityKind, IdentityMention, IdentityRef, NameType, Principal, Role
+from stanch.playbook.schema import parse_duration
+from workflows.approvals import Verdict
+from workflows.elevation import ElevationWorkflow
+from workflows.elevation_types import (
+    DecisionInput,
+    ElevationInput,
+    ElevationStatus,
+    ExtendInput,
+    RevokeInput,
+    elevation_workflow_id,
+    policy_for,
+)
+
+router = APIRouter(prefix="/v1/elevations", tags=["elevations"])
+_WID = re.compile(r"^elevation-[0-9a-f]{24}$")
+_KEY = re.compile(r"^[a-z_][a-z0-9_]*:\S+$")
+
+
+def _check_wid(workflow_id: str) -> str:
+    if not _WID.match(workflow_id):
+        raise HTTPException(404, "no such elevation: ids look like elevation-<24 hex>")
+    return workflow_id
+
+
+async def _client(request: Request) -> Client:
+    try:
+        client: Client = await request.app.state.temporal()
+    except Exception as err:
+        raise HTTPException(503, f"Temporal unavailable: {str(err)[:200]}") from None
+    return client
+
+
+def _fail(err: BaseException) -> JSONResponse:
+    status, kind, reason = update_failure(err)
+    if status == 404:
+        reason = "no such elevation"
+    return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+
+
+def _duration(text: str) -> Any:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise HTTPException(422, f"duration {err}") from None
+
+
+def _resolve(request: Request, text: str) -> IdentityRef:
+    """``provider:id`` or an inventory alias (UPN, key id …) → the identity to elevate."""
+    inventory: Inventory = request.app.state.inventory
+    settings: Settings = request.app.state.settings
+    name_type = NameType.provider_id if _KEY.match(text) else NameType.upn
+    ctx = inventory.resolve(IdentityMention(name=text, name_type=name_type), "elevation")
+    if ctx is not None:
+        return ctx.ref
+    provider, _, ident = text.partition(":")
+    if name_type is NameType.provider_id and provider in settings.providers:
+        return IdentityRef(provider=provider, id=ident, kind=IdentityKind.user)
+    raise HTTPException(404, f"unknown principal {text!r}: not in the inventory and not "
+                             "`provider:id` of a configured provider")
+
+
+def _may_request(principal: Principal, ref: IdentityRef) -> bool:
+    return has_role(principal, Role.responder) or ref.key in principal.identity_keys
+
+
+class ElevationBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    principal: str = Field(description="`provider:id` or an inventory alias of who gets it.")
+    scopes: list[str] = Field(min_length=1, description="Groups/roles/policies to grant.")
+    duration: str = Field(description="How long, e.g. `30m`; capped by the scopes' policy.")
+    reason: str = Field(min_length=3, description="Why: required, audited.")
+    ticket: str | None = None
+    break_glass: bool = Field(default=False, description="Grant now, review after "
+                              "(only where every scope's policy allows it).")
+
+
+@router.post("", status_code=202)
+async def request_elevation(body: ElevationBody, request: Request,
+                            principal: Principal = Depends(require(Role.viewer))) -> Any:
+    settings: Settings = request.app.state.settings
+    ref = _resolve(request, body.principal)
+    if not _may_request(principal, ref):
+        raise HTTPException(403, f"principal {principal.id!r} may request elevations only "
+                                 "for itself (responders: for anyone)")
+    if body.break_glass and not has_role(principal, Role.responder):
+        raise HTTPException(403, "break-glass is for responders")
+    scopes = list(dict.fromkeys(s.strip() for s in body.scopes if s.strip()))
+    if not scopes:
+        raise HTTPException(422, "scopes: name at least one scope")
+    inp = ElevationInput(
+        principal=ref, scopes=scopes, duration=_duration(body.duration), reason=body.reason,
+        ticket=body.ticket, requested_by=principal.id, break_glass=body.break_glass,
+        policies={s: policy_for(ref.provider, s, settings.elevation_policies,
+                                settings.elevation_default_policy) for s in scopes},
+        ledger_namespace=settings.elevation_ledger_namespace)
+    client = await _client(request)
+    workflow_id = elevation_workflow_id(uuid.uuid4().hex)
+    try:
+        await client.start_workflow(ElevationWorkflow.run, inp, id=workflow_id,
+                                    task_queue=settings.temporal.task_queue)
+    except RPCError as err:
+        return _fail(err)
+    return {"workflow_id": workflow_id, "principal": ref.key, "scopes": scopes,
+            "policies": {s: p.model_dump(mode="json") for s, p in inp.policies.items()},
+            "break_glass": body.break_glass}
+
+
+@router.get("")
+async def list_elevations(request: Request, limit: int = 50,
+                          _: Principal = Depends(require(Role.viewer))) -> Any:
+    client = await _client(request)
+    items: list[dict[str, Any]] = []
+    try:
+        async for wf in client.list_workflows('WorkflowType = "ElevationWorkflow"',
+                                              limit=max(1, min(limit, 200))):
+            item: dict[str, Any] = {
+                "workflow_id": wf.id, "run_status": wf.status.name if wf.status else None,
+                "started_at": wf.start_time.isoformat() if wf.start_time else None}
+            try:
+                status: ElevationStatus = await client.get_workflow_handle(wf.id).query(
+                    ElevationWorkflow.status)
+                item.update(principal=status.principal, scopes=status.scopes,
+                            state=status.state.value, requested_by=status.requested_by,
+                            expires_at=status.expires_at.isoformat()
+                            if status.expires_at else None)
+            except RPCError:
+                pass  # listed by visibility; its state is one GET away
+            items.append(item)
+    except RPCError as err:
+        return _fail(err)
+    return {"elevations": items}
+
+
+@router.get("/{workflow_id}")
+async def get_elevation(workflow_id: str, request: Request,
+                        _: Principal = Depends(require(Role.viewer))) -> Any:
+    client = await _client(request)
+    try:
+        status = await client.get_workflow_handle(_check_wid(workflow_id)).query(
+            ElevationWorkflow.status)
+    except RPCError as err:
+        return _fail(err)
+    return status.model_dump(mode="json")
+
+
+class DecisionBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    verdict: Literal["approve", "deny"]
+    comment: str = ""
+
+
+@router.post("/{workflow_id}/decisions")
+async def decide(workflow_id: str, body: DecisionBody, request: Request,
+                 principal: Principal = Depends(require(Role.approver))) -> Any:
+    client = await _client(request)
+    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    try:
+        result = await handle.execute_update(ElevationWorkflow.decide, DecisionInput(
+            verdict=Verdict(body.verdict), principal=principal, comment=body.comment))
+    except (RPCError, WorkflowUpdateFailedError) as err:
+        _, kind, reason = update_failure(err)
+        decider: Decider = request.app.state.decider
+        await decider.audit_refusal(workflow_id=workflow_id, step_id="elevation",
+                                    verdict=body.verdict, principal=principal, channel="api",
+                                    reason=reason, kind=kind)
+        return _fail(err)
+    return result.model_dump(mode="json")
+
+
+class ExtendBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    duration: str
+    reason: str = Field(min_length=3)
+
+
+@router.post("/{workflow_id}/extend")
+async def extend(workflow_id: str, body: ExtendBody, request: Request,
+                 principal: Principal = Depends(require(Role.viewer))) -> Any:
+    client = await _client(request)
+    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    try:
+        current: ElevationStatus = await handle.query(ElevationWorkflow.status)
+        ref_key = current.principal
+        if not (has_role(principal, Role.responder) or ref_key in principal.identity_keys):
+            raise HTTPException(403, "extending needs a responder or the principal itself")
+        result = await handle.execute_update(ElevationWorkflow.extend, ExtendInput(
+            principal=principal, duration=_duration(body.duration), reason=body.reason))
+    except (RPCError, WorkflowUpdateFailedError) as err:
+        return _fail(err)
+    return result.model_dump(mode="json")
+
+
+class RevokeBody(BaseModel):
+    model_config = {"extra": "forbid"}
+    reason: str = Field(min_length=3)
+
+
+@router.post("/{workflow_id}/revoke")
+async def revoke(workflow_id: str, body: RevokeBody, request: Request,
+                 principal: Principal = Depends(require(Role.viewer))) -> Any:
+    client = await _client(request)
+    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    try:
+        result = await handle.execute_update(ElevationWorkflow.revoke, RevokeInput(
+            principal=principal, reason=body.reason))
+    except (RPCError, WorkflowUpdateFailedError) as err:
+        return _fail(err)
+    return result.model_dump(mode="json")
