@@ -49,7 +49,9 @@ def update_failure(err: BaseException) -> tuple[int, str, str]:
         return 409, "UpdateFailed", str(cause or err)
     if isinstance(err, RPCError):
         if err.status is RPCStatusCode.NOT_FOUND:
-            return 404, "NotFound", "no such containment (or it has completed)"
+            if "completed" in (err.message or "").lower():
+                return 409, "Closed", "the workflow has completed (resolved or closed)"
+            return 404, "NotFound", "no such workflow"
         return 503, "TemporalUnavailable", f"Temporal: {err.message}"
     return 503, "TemporalUnavailable", str(err)[:300]
 

@@ -6,11 +6,11 @@ import asyncio
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -116,7 +116,8 @@ class ManualRequest(BaseModel):
     model_config = {"extra": "forbid"}
     identity: str = Field(description="`provider:id` or any inventory alias (UPN, key id …).")
     level: Action = Field(description="Highest rung to apply: reduce_scope … revoke.")
-    reason: str = Field(min_length=3, description="Why: required, audited.")
+    reason: Annotated[str, AfterValidator(_meaningful)] = Field(
+        description="Why: required, audited.")
     ticket: str | None = None
     break_glass: bool = False
 
@@ -138,6 +139,9 @@ async def manual_containment(body: ManualRequest, request: Request,
     inventory: Inventory = request.app.state.inventory
     audit = request.app.state.audit
     now = datetime.now(UTC)
+    if body.level is Action.notify:
+        raise HTTPException(422, "level must be a containment rung: reduce_scope, "
+                                 "force_reauth, rotate or revoke")
     ctx = _resolve_identity(inventory, body.identity)
     if ctx is None:
         await asyncio.to_thread(audit.append, AuditEvent(
@@ -145,9 +149,6 @@ async def manual_containment(body: ManualRequest, request: Request,
             reason="manual containment: identity not in the inventory",
             data={"name": body.identity, "level": body.level.value}))
         raise HTTPException(404, f"unknown identity {body.identity!r}: not in the inventory")
-    if body.level is Action.notify:
-        raise HTTPException(422, "level must be a containment rung: reduce_scope, "
-                                 "force_reauth, rotate or revoke")
     request_id = uuid.uuid4().hex
     alert = Alert(
         id=Alert.make_id("manual", request_id), source="manual", source_alert_id=request_id,
@@ -196,9 +197,15 @@ async def decide(workflow_id: str, body: DecisionBody, request: Request,
     return JSONResponse(outcome.result)
 
 
+def _meaningful(text: str) -> str:
+    if len(text.strip()) < 3:
+        raise ValueError("a reason of at least 3 characters is required")
+    return text.strip()
+
+
 class ReasonBody(BaseModel):
     model_config = {"extra": "forbid"}
-    reason: str = Field(min_length=3)
+    reason: Annotated[str, AfterValidator(_meaningful)]
 
 
 @router.post("/{workflow_id}/rollback")

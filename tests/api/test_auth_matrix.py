@@ -59,8 +59,12 @@ MIN_ROLE: dict[tuple[str, str], Role] = {
     ("GET", "/v1/audit/verify"): Role.viewer,
     ("GET", "/v1/elevations"): Role.viewer,
     ("GET", "/v1/elevations/{workflow_id}"): Role.viewer,
-    ("POST", "/v1/elevations"): Role.responder,
-    ("POST", "/v1/elevations/{workflow_id}/revoke"): Role.responder,
+    # Any authenticated principal may ask to elevate *themself*, extend their own grant or
+    # end it early; the handler checks who (responder for others, requester/approver/admin
+    # for revoke). The route itself needs only a verified principal.
+    ("POST", "/v1/elevations"): Role.viewer,
+    ("POST", "/v1/elevations/{workflow_id}/extend"): Role.viewer,
+    ("POST", "/v1/elevations/{workflow_id}/revoke"): Role.viewer,
     ("POST", "/v1/elevations/{workflow_id}/decisions"): Role.approver,
 }
 

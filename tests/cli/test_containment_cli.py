@@ -265,11 +265,11 @@ async def test_deny_resolve_and_refusals_on_a_closed_containment(stack: Stack) -
     assert code == 0, err
     assert json.loads(out)["state"] == "resolved"
 
-    # Resolving ends the workflow; later requests find nothing to act on.
+    # Resolving ends the workflow; later requests are refused as conflicting with that.
     code, out, err = await stack.stanch("rollback", BOB_WID, "--reason", "too late", "--json")
     assert code == 1
-    assert json.loads(out)["error"] == "NotFound"
-    assert err.startswith("error: 404 no such containment (or it has completed)")
+    assert json.loads(out)["error"] == "Closed"
+    assert err.startswith("error: 409 the workflow has completed")
 
 
 async def test_bad_input_and_credentials_are_reported(stack: Stack) -> None:
