@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from stanch.config import Settings
-from stanch.models import AuditType, Role
+from stanch.models import AuditEvent, AuditType, Role
 from tests.elevation.helpers import (
     APPROVERS,
     CAROL,
@@ -60,6 +60,17 @@ async def test_expiry_revokes_on_time_with_sessions_and_audit(
         assert "prod-db" in groups_of(mock_idp)
         assert granted.expires_at == granted.granted_at + timedelta(minutes=30)  # type: ignore[operator]
 
+        # What happens under the elevation: Bob acts (as his Stanch principal and as the
+        # identity itself); someone else acts; Bob acted before the grant too.
+        at = granted.granted_at
+        assert at is not None
+        for actor, when in (("bob", at + timedelta(minutes=5)),
+                            ("mock:u-bob", at + timedelta(minutes=6)),
+                            ("carol", at + timedelta(minutes=7)),
+                            ("bob", at - timedelta(hours=1))):
+            store.append(AuditEvent(type=AuditType.manual_containment, at=when, actor=actor,
+                                    subject="mock:u-alice", reason="under elevation"))
+
         await ts_env.sleep(timedelta(minutes=29))
         assert "prod-db" in groups_of(mock_idp)
 
@@ -71,7 +82,10 @@ async def test_expiry_revokes_on_time_with_sessions_and_audit(
         assert "prod-db" not in groups_of(mock_idp)
         assert "payments-approvers" in groups_of(mock_idp)  # untouched
         assert sessions_of(mock_idp) == []  # sessions opened under the elevation are gone
-        assert final.review is not None
+        assert final.review is not None and final.review.count == 2
+        assert {r["actor"] for r in final.review.records} == {"bob", "mock:u-bob"}
+        review = store.query(workflow_id=h.id, types=[AuditType.elevation_review])
+        assert review[0].data["count"] == 2
 
         types = [str(r.type) for r in store.query(workflow_id=h.id, limit=100)]
         for t in (AuditType.elevation_requested, AuditType.decision_recorded,
