@@ -46,6 +46,13 @@ class Sizes:
 
 QUICK = Sizes(serial=40, concurrent=200, storm_alerts=1000, approvals=20, waiting=1000)
 
+# Seconds each phase may spend sending (it then finishes what is in flight): what keeps
+# `make bench` under 10 minutes on a loaded machine. A phase cut short says so in the table.
+BUDGETS = {"serial": 75.0, "floor_throughput": 40.0, "contain_throughput": 60.0,
+           "storm": 120.0, "approval": 45.0, "memory": 120.0}
+QUICK_BUDGETS = {"serial": 15.0, "floor_throughput": 10.0, "contain_throughput": 15.0,
+                 "storm": 20.0, "approval": 10.0, "memory": 20.0}
+
 
 def _machine() -> dict[str, Any]:
     return {"host": platform.node(), "python": platform.python_version(),
@@ -64,20 +71,25 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-async def _measure(stack: stack_mod.Stack, sizes: Sizes, log: Any) -> dict[str, Any]:
+async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, float],
+                   log: Any) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
     cpu_start = {n: psutil.Process(stack.pid(n)).cpu_times() for n in
                  ("temporal", "mock-idp", "worker", "api", "floor")}
     async with Driver(stack, run) as d:
+        b = budgets
         phases = [
-            ("floor", lambda: d.floor(sizes.serial, sizes.concurrent, sizes.concurrency)),
-            ("contain", lambda: d.time_to_contain(sizes.serial, sizes.concurrent,
-                                                   sizes.concurrency)),
+            ("serial", lambda: d.serial(sizes.serial, b["serial"])),
+            ("floor_throughput", lambda: d.floor_throughput(
+                sizes.concurrent, sizes.concurrency, b["floor_throughput"])),
+            ("contain_throughput", lambda: d.contain_throughput(
+                sizes.concurrent, sizes.concurrency, b["contain_throughput"])),
             ("storm", lambda: d.storm(sizes.storm_alerts, sizes.storm_identities,
-                                      sizes.concurrency)),
-            ("approval", lambda: d.approvals(sizes.approvals, sizes.concurrency)),
-            ("memory", lambda: d.waiting_rss(sizes.waiting, sizes.concurrency)),
+                                      sizes.concurrency, b["storm"])),
+            ("approval", lambda: d.approvals(sizes.approvals, sizes.concurrency,
+                                             b["approval"])),
+            ("memory", lambda: d.waiting_rss(sizes.waiting, sizes.concurrency, b["memory"])),
         ]
         for name, phase in phases:
             t0 = time.perf_counter()
@@ -85,6 +97,7 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, log: Any) -> dict[str, 
             out[name] = await phase()
             out[name]["phase_seconds"] = time.perf_counter() - t0
             log(f"bench: {name} done in {out[name]['phase_seconds']:.1f}s")
+        out["errors"] = {"count": len(d.errors), "first": d.errors[:10]}
     out["cpu_seconds"] = {
         n: round(sum(psutil.Process(stack.pid(n)).cpu_times()[:2]) - sum(t[:2]), 1)
         for n, t in cpu_start.items()}
@@ -99,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                             help=f"override (full: {default}, quick: {getattr(QUICK, name)})")
     parser.add_argument("--profile", choices=["worker", "api"], default=None,
                         help="run that process under pyinstrument; report in the state dir")
+    parser.add_argument("--budget-scale", type=float, default=None,
+                        help="multiply every phase's time budget (e.g. 10 to never cut short)")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
     parser.add_argument("--keep", action="store_true", help="keep the temp state dir")
     args = parser.parse_args(argv)
 
     sizes = QUICK if args.quick else Sizes()
+    budgets = dict(QUICK_BUDGETS if args.quick else BUDGETS)
+    if args.budget_scale is not None:
+        budgets = {k: v * args.budget_scale for k, v in budgets.items()}
     sizes = Sizes(**{k: (getattr(args, k) if getattr(args, k) is not None else v)
                      for k, v in asdict(sizes).items()})
 
@@ -117,17 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     stack = stack_mod.start(contained=contained, waiting=sizes.waiting, profile=args.profile)
     log(f"bench: up in {time.perf_counter() - t0:.1f}s (state {stack.state})")
+    ok = False
     try:
-        figures = asyncio.run(_measure(stack, sizes, log))
+        figures = asyncio.run(_measure(stack, sizes, budgets, log))
+        ok = True
     finally:
         stack.stop()
-        if not args.keep and args.profile is None:
+        if ok and not args.keep and args.profile is None:
             import shutil
 
             shutil.rmtree(stack.state, ignore_errors=True)
+        elif not ok:
+            log(f"bench: failed; logs kept in {stack.state / 'logs'}")
     result = {
         "started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
-        "sizes": asdict(sizes), "machine": _machine(),
+        "sizes": asdict(sizes), "budgets_s": budgets, "machine": _machine(),
         "wall_seconds": (datetime.now(UTC) - started).total_seconds(),
         "figures": figures, "checks": checks(figures),
     }

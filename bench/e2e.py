@@ -44,17 +44,29 @@ def summary(ms: Timings) -> dict[str, float]:
             "max_ms": max(ms) if ms else math.nan}
 
 
-async def bounded(n: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> float:
-    """Run job(0..n-1) with ``concurrency`` in flight (a closed loop); return the seconds."""
+async def bounded(n: int, concurrency: int, job: Callable[[int], Awaitable[None]],
+                  budget: float | None = None) -> tuple[float, int]:
+    """Run job(0..n-1) with ``concurrency`` in flight (a closed loop) until done or until
+    ``budget`` seconds have passed (no new job starts after that); return (seconds, started)."""
     counter = iter(range(n))
+    started = 0
+    start = time.perf_counter()
+    deadline = start + budget if budget is not None else math.inf
 
     async def lane() -> None:
+        nonlocal started
         for i in counter:
+            started += 1
             await job(i)
+            if time.perf_counter() >= deadline:
+                return
 
-    start = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, started
+
+
+class AlertRefused(Exception):
+    """The API did not answer 202 (e.g. 503: the workflow could not take the alert)."""
 
 
 class ChangeWatcher:
@@ -134,6 +146,7 @@ class Driver:
         self.http = httpx.AsyncClient(timeout=60.0, limits=limits)
         self.temporal: Client | None = None
         self.next_contained = 0
+        self.errors: list[str] = []
         self.next_waiting = 0
 
     async def __aenter__(self) -> Driver:
@@ -170,60 +183,81 @@ class Driver:
             id=f"floor-{self.run}-{uuid.uuid4().hex[:12]}", task_queue=FLOOR_QUEUE)
         return (time.perf_counter() - t0) * 1000
 
-    async def floor(self, serial: int, concurrent: int, concurrency: int) -> dict[str, Any]:
-        for _ in range(min(5, serial)):
-            await self.floor_once()  # warm-up: connections, sticky caches
-        lat = [await self.floor_once() for _ in range(serial)]
-        loaded: Timings = []
-
-        async def job(_: int) -> None:
-            loaded.append(await self.floor_once())
-
-        secs = await bounded(concurrent, concurrency, job)
-        return {"serial": summary(lat), "throughput_per_s": concurrent / secs,
-                "concurrent": {"n": concurrent, "concurrency": concurrency,
-                               "seconds": secs, **summary(loaded)}}
-
     # -------------------------------------------------------------- time to contain
     async def contain_once(self, watcher: ChangeWatcher, identity: str, tag: str
                            ) -> tuple[float, float]:
         sent, api_ms, r = await self.post_alert(alert(f"{self.run}-{tag}-{identity}", identity))
         if r.status_code != 202:
-            raise RuntimeError(f"alert for {identity}: {r.status_code} {r.text[:300]}")
+            raise AlertRefused(f"alert for {identity}: {r.status_code} {r.text[:300]}")
         at = await watcher.first_write(identity)
         return (at - sent) * 1000, api_ms
 
-    async def time_to_contain(self, serial: int, concurrent: int,
-                              concurrency: int) -> dict[str, Any]:
+    def failed(self, err: Exception) -> None:
+        """An alert that was not contained: counted and shown, and the run goes on."""
+        self.errors.append(str(err)[:300])
+
+    async def serial(self, n: int, budget: float) -> dict[str, Any]:
+        """Floor and time-to-contain samples, alternated, so both see the same machine (it
+        is shared: whatever else runs slows both alike instead of skewing the ratio)."""
+        floor: Timings = []
+        ttc: Timings = []
+        api: Timings = []
         async with ChangeWatcher(self.http, self.stack.idp) as watcher:
-            for ident in self.take(min(5, serial)):
+            for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
+                await self.floor_once()
                 await self.contain_once(watcher, ident, "warm")
-            ttc: Timings = []
-            api: Timings = []
-            for ident in self.take(serial):
-                t, a = await self.contain_once(watcher, ident, "serial")
+            deadline = time.perf_counter() + budget
+            for ident in self.take(n):
+                floor.append(await self.floor_once())
+                try:
+                    t, a = await self.contain_once(watcher, ident, "serial")
+                except (AlertRefused, TimeoutError) as err:
+                    self.failed(err)
+                    continue
                 ttc.append(t)
                 api.append(a)
-            ids = self.take(concurrent)
-            loaded: Timings = []
-            sends: list[float] = []
+                if time.perf_counter() >= deadline:
+                    break
+        return {"floor": summary(floor), "contain": summary(ttc), "api": summary(api)}
+
+    async def floor_throughput(self, n: int, concurrency: int, budget: float
+                               ) -> dict[str, Any]:
+        loaded: Timings = []
+
+        async def job(_: int) -> None:
+            loaded.append(await self.floor_once())
+
+        secs, done = await bounded(n, concurrency, job, budget)
+        return {"throughput_per_s": done / secs, "n": done, "concurrency": concurrency,
+                "seconds": secs, "latency": summary(loaded)}
+
+    async def contain_throughput(self, n: int, concurrency: int, budget: float
+                                 ) -> dict[str, Any]:
+        """``concurrency`` clients, each posting an alert and waiting for its write before
+        the next (the floor's closed loop); alerts/s = contained / (last write - first send)."""
+        ids = self.take(n)
+        loaded: Timings = []
+        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
 
             async def job(i: int) -> None:
-                t, _ = await self.contain_once(watcher, ids[i], "load")
+                try:
+                    t, _ = await self.contain_once(watcher, ids[i], "load")
+                except (AlertRefused, TimeoutError) as err:
+                    self.failed(err)
+                    return
                 loaded.append(t)
 
             start = time.time()
-            await bounded(concurrent, concurrency, job)
-            last = max(watcher.first[i] for i in ids)
-            sends.append(start)
+            await bounded(n, concurrency, job, budget)
+            last = max(watcher.first.get(i, 0.0) for i in ids)
         secs = last - start
-        return {"serial": summary(ttc), "api_serial": summary(api),
-                "throughput_per_s": concurrent / secs,
-                "concurrent": {"n": concurrent, "concurrency": concurrency, "seconds": secs,
-                               **summary(loaded)}}
+        done = len(loaded)
+        return {"throughput_per_s": done / secs, "n": done, "concurrency": concurrency,
+                "seconds": secs, "latency": summary(loaded)}
 
     # -------------------------------------------------------------- storm
-    async def storm(self, alerts: int, identities: int, concurrency: int) -> dict[str, Any]:
+    async def storm(self, alerts: int, identities: int, concurrency: int,
+                    budget: float) -> dict[str, Any]:
         assert self.temporal is not None
         ids = self.take(identities)
         expected = {containment_workflow_id("mock", i) for i in ids}
@@ -238,9 +272,12 @@ class Driver:
                 api.append(ms)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
-            secs = await bounded(alerts, concurrency, job)
-            for ident in ids:
-                await watcher.first_write(ident, timeout=120)
+            secs, sent = await bounded(alerts, concurrency, job, budget)
+            for ident in ids[:sent]:
+                try:
+                    await watcher.first_write(ident, timeout=60)
+                except TimeoutError:
+                    self.failed(TimeoutError(f"storm: no write for {ident}"))
             await asyncio.sleep(1.0)  # let trailing writes (if any) reach the log
             writes = {i: watcher.counts.get(i, 0) for i in ids}
         query = (f"WorkflowType = 'ContainmentWorkflow' AND "
@@ -255,9 +292,11 @@ class Driver:
             await asyncio.sleep(0.2)
         audited = _count_audit(self.stack.state / "audit.db", "alert.received", f"{tag}-")
         runs_per_id = sorted(set(seen.values()))
+        expected = {containment_workflow_id("mock", i) for i in ids[:sent]}
         return {
-            "alerts": alerts, "identities": identities, "concurrency": concurrency,
-            "seconds": secs, "alerts_per_s": alerts / secs, "statuses": statuses,
+            "alerts": sent, "alerts_planned": alerts, "identities": identities,
+            "concurrency": concurrency, "seconds": secs, "alerts_per_s": sent / secs,
+            "statuses": statuses, "accepted": statuses.get(202, 0),
             "api": summary(api),
             "workflows_created": len(seen),
             "workflow_runs": sum(seen.values()),
@@ -285,7 +324,7 @@ class Driver:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{wid}: no pending approval after {timeout:.0f}s")
 
-    async def approvals(self, n: int, concurrency: int) -> dict[str, Any]:
+    async def approvals(self, n: int, concurrency: int, budget: float) -> dict[str, Any]:
         ids = self.take(n)
         wids: dict[str, str] = {}
 
@@ -298,6 +337,7 @@ class Driver:
 
         await bounded(n, concurrency, park)
         steps = {i: await self.pending_step(wids[i]) for i in ids}
+        deadline = time.perf_counter() + budget
         rtt: Timings = []
         api: Timings = []
         async with ChangeWatcher(self.http, self.stack.idp) as watcher:
@@ -312,10 +352,12 @@ class Driver:
                 if r.status_code != 200:
                     raise RuntimeError(f"decision on {ident}: {r.status_code} {r.text[:300]}")
                 rtt.append((await watcher.first_write(ident) - sent) * 1000)
+                if time.perf_counter() >= deadline:
+                    break
         return {"round_trip": summary(rtt), "decision_api": summary(api)}
 
     # -------------------------------------------------------------- memory
-    async def waiting_rss(self, n: int, concurrency: int) -> dict[str, Any]:
+    async def waiting_rss(self, n: int, concurrency: int, budget: float) -> dict[str, Any]:
         assert self.temporal is not None
         worker = psutil.Process(self.stack.pid("worker"))
         before = worker.memory_info().rss
@@ -330,17 +372,17 @@ class Driver:
                                                   severity="medium", confidence="medium"))
             failures += r.status_code != 202
 
-        secs = await bounded(n, concurrency, park)
+        secs, n_sent = await bounded(n, concurrency, park, budget)
         waiting = 0
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             waiting = (await self.temporal.count_workflows(query)).count - base
-            if waiting >= n:
+            if waiting >= n_sent - failures:
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         after = worker.memory_info().rss
-        return {"containments": n, "waiting": waiting, "failures": failures,
+        return {"containments": n_sent, "planned": n, "waiting": waiting, "failures": failures,
                 "seconds_to_park": secs, "rss_before_mb": before / 2**20,
                 "rss_mb": after / 2**20,
                 "kb_per_containment": (after - before) / 1024 / max(1, n)}

@@ -98,6 +98,7 @@ class Stack:
     admin_token: str
     source_token: str
     children: dict[str, Child] = field(default_factory=dict)
+    profiled: str | None = None
 
     def pid(self, name: str) -> int:
         proc = self.children[name].proc
@@ -108,7 +109,8 @@ class Stack:
         for name in ("floor", "api", "worker", "mock-idp", "temporal"):
             child = self.children.get(name)
             if child is not None:
-                child.stop()
+                # pyinstrument renders its report on exit: give it time before SIGKILL.
+                child.stop(grace=120.0 if name == self.profiled else 10.0)
 
 
 def start(*, contained: int, waiting: int, state: Path | None = None,
@@ -167,7 +169,7 @@ def start(*, contained: int, waiting: int, state: Path | None = None,
     }
     stack = Stack(state=state, api=settings.api.url, idp=settings.mock_idp.url,
                   temporal=t_addr, admin_token=creds.admin_token,
-                  source_token=creds.source_token, children=children)
+                  source_token=creds.source_token, children=children, profiled=profile)
     order = list(children.values())
     try:
         children["temporal"].start()

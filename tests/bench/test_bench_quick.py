@@ -1,0 +1,46 @@
+"""Smoke test of `python -m bench --quick` at tiny sizes: it runs on real processes end to
+end and its JSON carries every figure (the targets are the bench's business, not ours)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--serial", "3", "--concurrent", "6",
+         "--concurrency", "3", "--storm-alerts", "24", "--storm-identities", "4",
+         "--approvals", "2", "--waiting", "6", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "time-to-contain" in proc.stdout
+    result = json.loads(out.read_text())
+    f = result["figures"]
+    for side in ("floor", "contain", "api"):
+        assert f["serial"][side]["n"] >= 1
+        assert f["serial"][side]["p50_ms"] > 0 and f["serial"][side]["p99_ms"] > 0
+    for kind in ("floor_throughput", "contain_throughput"):
+        assert f[kind]["throughput_per_s"] > 0 and f[kind]["n"] >= 1
+    storm = f["storm"]
+    for key in ("workflows_created", "alerts_audited", "one_workflow_per_identity",
+                "provider_writes", "alerts_per_s"):
+        assert key in storm
+    assert storm["api"]["p99_ms"] > 0
+    assert storm["accepted"] == storm["alerts"] == 24
+    assert f["approval"]["round_trip"]["p50_ms"] > 0
+    assert f["approval"]["round_trip"]["p99_ms"] > 0
+    assert f["memory"]["rss_mb"] > 0 and f["memory"]["containments"] == 6
+    assert set(result["checks"]) == {"ttc_p50_ratio", "ttc_p99_ratio", "throughput_ratio",
+                                     "storm_one_workflow_per_identity", "storm_alerts_audited"}
+    assert f["errors"]["count"] >= 0
+    assert result["machine"]["cpus"] >= 1
