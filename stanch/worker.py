@@ -19,7 +19,8 @@ from stanch.audit.checkpoint import run_checkpoints
 from stanch.audit.outbox import OutboxShipper
 from stanch.config import Settings
 from stanch.logging import get_logger
-from stanch.temporal import connect
+from stanch.metrics import serve_worker_metrics
+from stanch.temporal import connect, metrics_runtime
 from workflows import WORKFLOWS
 
 log = get_logger("stanch.worker")
@@ -61,7 +62,8 @@ def build_worker(client: Client, settings: Settings, audit: AuditStore, *,
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    client = await connect(settings, retries=60)
+    _serve_metrics(settings)
+    client = await connect(settings, retries=60, runtime=metrics_runtime(settings))
     audit = open_store(settings)
     providers = ProviderPool(settings)
     worker = build_worker(client, settings, audit, providers=providers)
@@ -79,6 +81,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await providers.aclose()
         audit.close()
         log.info("worker.stopped")
+
+
+def _serve_metrics(settings: Settings) -> None:
+    """Stanch's own metrics (provider calls, time to contain, …) on ``metrics_port``."""
+    if settings.metrics_port == 0:
+        return
+    if serve_worker_metrics(settings.metrics_host, settings.metrics_port):
+        log.info("worker.metrics", address=f"{settings.metrics_host}:{settings.metrics_port}")
+    else:
+        log.warning("worker.metrics_unavailable", port=settings.metrics_port,
+                    reason="cannot bind; the worker runs without its metrics endpoint")
 
 
 def _audit_background(settings: Settings, audit: AuditStore,

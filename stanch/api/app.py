@@ -24,6 +24,7 @@ from stanch.dispatch import Dispatcher
 from stanch.ingest import DeadLetterStore
 from stanch.inventory import Inventory, load_inventory
 from stanch.logging import get_logger
+from stanch.metrics import APPROVAL_OLDEST_AGE, APPROVALS_PENDING, CONTAINMENTS_OPEN
 from stanch.models import Role
 from stanch.playbook import Playbook, load_playbooks
 from stanch.temporal import connect
@@ -98,10 +99,50 @@ def create_app(settings: Settings, *, client: Client | None = None,
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        try:
+            client = await request.app.state.temporal()
+            await asyncio.wait_for(_refresh_containment_gauges(client), timeout=5)
+        except Exception as err:  # a scrape still answers, with the last values seen
+            log.warning("metrics.refresh_failed", error=str(err)[:200])
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+_APPROVAL_QUERIES_MAX = 50
+
+
+async def _refresh_containment_gauges(client: Client) -> None:
+    """Running containments by rung and status, and pending approvals with the oldest age,
+    from Temporal visibility (the search attributes the workflow keeps current)."""
+    from datetime import UTC, datetime
+
+    from workflows.containment import SA_RUNG, SA_STATUS, ContainmentWorkflow
+
+    counts: dict[tuple[str, str], int] = {}
+    waiting: list[str] = []
+    query = "WorkflowType = 'ContainmentWorkflow' AND ExecutionStatus = 'Running'"
+    async for wf in client.list_workflows(query, limit=10_000):
+        rung = wf.typed_search_attributes.get(SA_RUNG) or 0
+        status = wf.typed_search_attributes.get(SA_STATUS) or "unknown"
+        counts[(str(rung), status)] = counts.get((str(rung), status), 0) + 1
+        if status == "awaiting_approval":
+            waiting.append(wf.id)
+    CONTAINMENTS_OPEN.clear()
+    for (rung_label, status), n in counts.items():
+        CONTAINMENTS_OPEN.labels(rung_label, status).set(n)
+    now = datetime.now(UTC)
+    pending = max(0, len(waiting) - _APPROVAL_QUERIES_MAX)
+    oldest = 0.0
+    for wid in waiting[:_APPROVAL_QUERIES_MAX]:
+        st = await client.get_workflow_handle(wid).query(ContainmentWorkflow.status)
+        for p in st.pending_approvals:
+            pending += 1
+            asked = datetime.fromisoformat(p["requested_at"])
+            oldest = max(oldest, (now - asked).total_seconds())
+    APPROVALS_PENDING.set(pending)
+    APPROVAL_OLDEST_AGE.set(oldest)
 
 
 def _include_optional(app: FastAPI) -> None:
