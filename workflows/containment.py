@@ -76,7 +76,6 @@ QUICK = timedelta(seconds=10)
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200),
                           maximum_interval=timedelta(seconds=10), maximum_attempts=0)
 SEEN_ALERTS_KEPT = 1000
-MAX_UPDATES_PER_RUN = 1000
 
 
 @workflow.defn
@@ -87,6 +86,7 @@ class ContainmentWorkflow:
         self.identity = inp.identity
         self.use_sa = inp.search_attributes
         self.idle_close_after = inp.idle_close_after
+        self.max_updates = inp.max_updates_per_run
         self.steps: list[StepState] = list(c.steps)
         self.seen: list[str] = list(c.seen_alert_ids)
         self._seen_set = set(self.seen)
@@ -178,7 +178,7 @@ class ContainmentWorkflow:
     def _should_continue_as_new(self) -> bool:
         if any(s.status is StepStatus.applying for s in self.steps):
             return False
-        return (self.updates_this_run >= MAX_UPDATES_PER_RUN
+        return (self.updates_this_run >= self.max_updates
                 or workflow.info().is_continue_as_new_suggested())
 
     def _next_runnable(self) -> StepState | None:
@@ -702,7 +702,7 @@ class ContainmentWorkflow:
     def _carry(self, inp: ContainmentInput) -> ContainmentInput:
         return ContainmentInput(
             identity=self.identity, search_attributes=self.use_sa,
-            idle_close_after=self.idle_close_after,
+            idle_close_after=self.idle_close_after, max_updates_per_run=self.max_updates,
             carried=CarriedState(
                 steps=self.steps, seen_alert_ids=self.seen, alerts_seen=self.alerts_seen,
                 categories_seen=self.categories, max_severity_rank=self.max_severity_rank,

@@ -176,3 +176,40 @@ async def test_search_attributes_find_containments_on_the_dev_server(
                 break
             await asyncio.sleep(0.1)
         assert h.id in found
+
+
+async def test_long_containment_continues_as_new_and_keeps_its_state(
+        ts_env: WorkflowEnvironment, settings: Settings, task_queue: str, mock_idp: str) -> None:
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from workflows.containment_types import ContainmentInput, NewAlertInput
+
+    pb = playbook([{"action": "reduce_scope"},
+                   {"action": "revoke", "approval": {"groups": ["soc-approvers"],
+                                                     "deadline": "2h"}}])
+    wid = ALICE.ref.workflow_id() + task_queue[-6:]
+    alerts = [alert() for _ in range(12)]
+    async with running_worker(ts_env.client, settings, task_queue):
+        for a in [*alerts, alerts[0]]:  # the last one is a redelivery of the first
+            op = WithStartWorkflowOperation(
+                ContainmentWorkflow.run,
+                ContainmentInput(identity=ALICE, search_attributes=False,
+                                 max_updates_per_run=5),
+                id=wid, task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            last = await ts_env.client.execute_update_with_start_workflow(
+                ContainmentWorkflow.add_alert,
+                NewAlertInput(alert=a, identity=ALICE, playbooks=[pb]),
+                start_workflow_operation=op)
+        assert last.deduplicated  # the seen set crossed the continue-as-new boundary
+        h = ts_env.client.get_workflow_handle(wid)
+        st = await _until(h, lambda s: s.pending_approvals)
+        assert st.alerts_seen == 12
+        assert [s.step_id for s in st.steps] == ["test-ladder:0:reduce_scope",
+                                                  "test-ladder:1:revoke"]
+        history = await h.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        assert started.continued_execution_run_id, "expected a continued-as-new run"
+    changes = httpx.get(f"{mock_idp}/changes", params={"identity": "u-alice"}).json()
+    assert len({c["idempotency_key"] for c in changes if "remove" in c["op"]}) == 1
