@@ -255,7 +255,13 @@ def up(settings: Settings, *, out: Callable[[str], None] = print,
     _print_banner(settings, creds, state, out)
     if not wait:
         return children
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a shell that starts us in the background ignores SIGINT, and
+    # Python would then never turn Ctrl-C (or `kill -INT`) into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         while all(c.alive() for c in children):
             time.sleep(0.5)
