@@ -240,6 +240,13 @@ def up(settings: Settings, *, out: Callable[[str], None] = print,
             c.stop()
         out("stopped.")
 
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a shell that starts us in the background ignores SIGINT, and
+    # Python would then never turn Ctrl-C (or `kill -INT`) into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         children[0].start()
         wait_until(tcp_open(t_host, int(t_port)), 60, "the Temporal dev server", children[:1])
@@ -255,13 +262,6 @@ def up(settings: Settings, *, out: Callable[[str], None] = print,
     _print_banner(settings, creds, state, out)
     if not wait:
         return children
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    # Explicit handlers: a shell that starts us in the background ignores SIGINT, and
-    # Python would then never turn Ctrl-C (or `kill -INT`) into KeyboardInterrupt.
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
     try:
         while all(c.alive() for c in children):
             time.sleep(0.5)
