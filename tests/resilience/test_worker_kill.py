@@ -22,7 +22,7 @@ def test_worker_killed_at_random_moments(stack: Stack) -> None:
     kills = 0
     wids: dict[str, str] = {}
     # Alerts arrive over a spread of time, so kills land before, during and after actions.
-    spread = sized(6, 40)
+    spread = sized(4, 40)
     with ThreadPoolExecutor(8) as ex:
         def deliver(i: int, ident: str) -> tuple[str, str]:
             time.sleep(spread * i / len(idents))
@@ -33,7 +33,7 @@ def test_worker_killed_at_random_moments(stack: Stack) -> None:
             return ident, answer["workflow_id"]
 
         futures = [ex.submit(deliver, i, ident) for i, ident in enumerate(idents)]
-        target_kills = sized(5, 30)
+        target_kills = sized(3, 30)
         while kills < target_kills:
             time.sleep(rng.uniform(0.3, 2.5 if SIZE != "full" else 4.0))
             stack.kill_worker()
