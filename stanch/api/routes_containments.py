@@ -11,11 +11,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from stanch.api._common import (
+    check_workflow_id,
+    failure_response,
+    run_update,
+    temporal_client,
+)
 from stanch.api.auth import require
-from stanch.api.decisions import Decider, update_failure
+from stanch.api.decisions import Decider
 from stanch.dispatch import Dispatcher
 from stanch.inventory import Inventory
 from stanch.models import (
@@ -46,22 +52,11 @@ _WID = re.compile(r"^containment-[0-9a-f]{24}$")
 
 
 def _check_wid(workflow_id: str) -> str:
-    if not _WID.match(workflow_id):
-        raise HTTPException(404, "no such containment: ids look like containment-<24 hex>")
-    return workflow_id
+    return check_workflow_id(workflow_id, _WID, "containment", "containment")
 
 
-async def _client(request: Request) -> Client:
-    try:
-        client: Client = await request.app.state.temporal()
-    except Exception as err:
-        raise HTTPException(503, f"Temporal unavailable: {str(err)[:200]}") from None
-    return client
-
-
-def _fail(err: BaseException) -> JSONResponse:
-    status, kind, reason = update_failure(err)
-    return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+_client = temporal_client
+_fail = failure_response
 
 
 @router.get("")
@@ -211,15 +206,8 @@ class ReasonBody(BaseModel):
 @router.post("/{workflow_id}/rollback")
 async def rollback(workflow_id: str, body: ReasonBody, request: Request,
                    principal: Principal = Depends(require(Role.responder))) -> Any:
-    client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
-    try:
-        result = await handle.execute_update(
-            ContainmentWorkflow.rollback, RollbackInput(principal=principal.id,
-                                                        reason=body.reason))
-    except (RPCError, WorkflowUpdateFailedError) as err:
-        return _fail(err)
-    return result.model_dump(mode="json")
+    return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.rollback,
+                            RollbackInput(principal=principal.id, reason=body.reason))
 
 
 class ResolveBody(BaseModel):
@@ -231,15 +219,9 @@ class ResolveBody(BaseModel):
 @router.post("/{workflow_id}/resolve")
 async def resolve(workflow_id: str, body: ResolveBody, request: Request,
                   principal: Principal = Depends(require(Role.responder))) -> Any:
-    client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
-    try:
-        result = await handle.execute_update(
-            ContainmentWorkflow.resolve,
-            ResolveInput(verdict=body.verdict, principal=principal.id, reason=body.reason))
-    except (RPCError, WorkflowUpdateFailedError) as err:
-        return _fail(err)
-    return result.model_dump(mode="json")
+    return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.resolve,
+                            ResolveInput(verdict=body.verdict, principal=principal.id,
+                                         reason=body.reason))
 
 
 class ConfirmBody(BaseModel):
@@ -251,15 +233,9 @@ class ConfirmBody(BaseModel):
 @router.post("/{workflow_id}/confirm")
 async def confirm(workflow_id: str, body: ConfirmBody, request: Request,
                   principal: Principal = Depends(require(Role.responder))) -> Any:
-    client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
-    try:
-        result = await handle.execute_update(
-            ContainmentWorkflow.confirm,
-            ConfirmInput(step_id=body.step, principal=principal.id, reason=body.reason))
-    except (RPCError, WorkflowUpdateFailedError) as err:
-        return _fail(err)
-    return result.model_dump(mode="json")
+    return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.confirm,
+                            ConfirmInput(step_id=body.step, principal=principal.id,
+                                         reason=body.reason))
 
 
 class AckBody(BaseModel):
@@ -270,12 +246,7 @@ class AckBody(BaseModel):
 @router.post("/{workflow_id}/reviews/{review_id}/ack")
 async def acknowledge(workflow_id: str, review_id: str, body: AckBody, request: Request,
                       principal: Principal = Depends(require(Role.approver))) -> Any:
-    client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
-    try:
-        result = await handle.execute_update(
-            ContainmentWorkflow.acknowledge_review,
-            AckInput(review_id=review_id, principal=principal.id, comment=body.comment))
-    except (RPCError, WorkflowUpdateFailedError) as err:
-        return _fail(err)
-    return result.model_dump(mode="json")
+    return await run_update(request, _check_wid(workflow_id),
+                            ContainmentWorkflow.acknowledge_review,
+                            AckInput(review_id=review_id, principal=principal.id,
+                                     comment=body.comment))

@@ -16,9 +16,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from stanch.api._common import check_workflow_id, failure_response, temporal_client
 from stanch.api.auth import has_role, require
 from stanch.api.decisions import Decider, update_failure
 from stanch.config import Settings
@@ -43,24 +44,14 @@ _KEY = re.compile(r"^[a-z_][a-z0-9_]*:\S+$")
 
 
 def _check_wid(workflow_id: str) -> str:
-    if not _WID.match(workflow_id):
-        raise HTTPException(404, "no such elevation: ids look like elevation-<24 hex>")
-    return workflow_id
+    return check_workflow_id(workflow_id, _WID, "elevation", "elevation")
 
 
-async def _client(request: Request) -> Client:
-    try:
-        client: Client = await request.app.state.temporal()
-    except Exception as err:
-        raise HTTPException(503, f"Temporal unavailable: {str(err)[:200]}") from None
-    return client
+_client = temporal_client
 
 
 def _fail(err: BaseException) -> JSONResponse:
-    status, kind, reason = update_failure(err)
-    if status == 404:
-        reason = "no such elevation"
-    return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+    return failure_response(err, not_found="no such elevation")
 
 
 def _duration(text: str) -> Any:

@@ -1,0 +1,49 @@
+"""Pieces every workflow-backed router shares: the Temporal client, id checks, failures."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from stanch.api.decisions import update_failure
+
+
+def check_workflow_id(workflow_id: str, pattern: re.Pattern[str], noun: str,
+                      prefix: str) -> str:
+    """Refuse anything that is not one of our opaque ids before it reaches Temporal."""
+    if not pattern.match(workflow_id):
+        raise HTTPException(404, f"no such {noun}: ids look like {prefix}-<24 hex>")
+    return workflow_id
+
+
+async def temporal_client(request: Request) -> Client:
+    try:
+        client: Client = await request.app.state.temporal()
+    except Exception as err:
+        raise HTTPException(503, f"Temporal unavailable: {str(err)[:200]}") from None
+    return client
+
+
+def failure_response(err: BaseException, *, not_found: str | None = None) -> JSONResponse:
+    status, kind, reason = update_failure(err)
+    if status == 404 and not_found:
+        reason = not_found
+    return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+
+
+async def run_update(request: Request, workflow_id: str, update: Any, arg: BaseModel, *,
+                     not_found: str | None = None) -> Any:
+    """Execute one workflow update; its result as JSON, or the failure as 4xx/503."""
+    client = await temporal_client(request)
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        result = await handle.execute_update(update, arg)
+    except (RPCError, WorkflowUpdateFailedError) as err:
+        return failure_response(err, not_found=not_found)
+    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
