@@ -87,6 +87,46 @@ async def test_fresh_history_replays(ts_env: WorkflowEnvironment, settings: Sett
         (HISTORIES / "containment-full-ladder.json").write_text(history.to_json())
 
 
+async def test_fresh_elevation_histories_replay(ts_env: WorkflowEnvironment,
+                                                settings: Settings, task_queue: str,
+                                                mock_idp: str) -> None:
+    """ElevationWorkflow and the ScopeLeaseWorkflow ledger it drives: grant, expiry."""
+    from tests.elevation.helpers import (
+        BOB,
+        CAROL,
+        configure,
+        request,
+        start,
+        wait_pending,
+    )
+    from tests.elevation.helpers import running_worker as elevation_worker
+    from workflows.elevation import ElevationWorkflow
+    from workflows.elevation_types import DecisionInput as ElevationDecision
+    from workflows.elevation_types import lease_workflow_id
+
+    esettings = configure(settings, task_queue)
+    client = ts_env.client
+    async with elevation_worker(client, esettings, task_queue):
+        h = await start(client, task_queue,
+                        request(esettings, ["prod-db"], timedelta(minutes=30)))
+        await wait_pending(h)
+        await h.execute_update(ElevationWorkflow.decide, ElevationDecision(
+            verdict=Verdict.approve, principal=CAROL, comment="replay scenario"))
+        await ts_env.sleep(timedelta(minutes=31))
+        await h.result()
+        lease = client.get_workflow_handle(
+            lease_workflow_id(BOB.key, "prod-db", esettings.elevation_ledger_namespace))
+        await lease.result()
+        histories = {"elevation-grant-expire": await h.fetch_history(),
+                     "scope-lease-grant-expire": await lease.fetch_history()}
+    for name, history in histories.items():
+        result = await _replayer().replay_workflow(history)
+        assert result.replay_failure is None, name
+        if os.environ.get("STANCH_RECORD_HISTORIES") == "1":
+            HISTORIES.mkdir(exist_ok=True)
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
 def _recorded() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
@@ -101,4 +141,6 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 def test_recorded_histories_exist() -> None:
     names = {p.stem for p in _recorded()}
-    assert "containment-full-ladder" in names, "record with STANCH_RECORD_HISTORIES=1"
+    for wanted in ("containment-full-ladder", "elevation-grant-expire",
+                   "scope-lease-grant-expire"):
+        assert wanted in names, f"{wanted}: record with STANCH_RECORD_HISTORIES=1"
