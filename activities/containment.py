@@ -14,6 +14,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -108,6 +109,12 @@ class ContainmentActivities:
 
     @activity.defn(name="apply_action")
     async def apply_action(self, req: ActionRequest) -> ActionResult:
+        with structlog.contextvars.bound_contextvars(
+                workflow_id=req.workflow_id, action_id=req.action_id,
+                alert_ids=req.alert_ids):
+            return await self._apply_action(req)
+
+    async def _apply_action(self, req: ActionRequest) -> ActionResult:
         provider = self._provider(req.identity.provider)
         # Intent first, with the before-snapshot: evidence before acting (NIST 800-61 RS.MI).
         prior = await asyncio.to_thread(self.audit.find, f"{req.action_id}:intent")

@@ -11,6 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import WorkflowUpdateFailedError
@@ -91,6 +92,11 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
 
 
 async def _contain(request: Request, alert: Alert) -> dict[str, Any]:
+    with structlog.contextvars.bound_contextvars(alert_id=alert.id, source=alert.source):
+        return await _contain_bound(request, alert)
+
+
+async def _contain_bound(request: Request, alert: Alert) -> dict[str, Any]:
     audit: AuditStore = request.app.state.audit
     inventory: Inventory = request.app.state.inventory
     dispatcher: Dispatcher = request.app.state.dispatcher
