@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -58,6 +59,9 @@ def build_worker(client: Client, settings: Settings, audit: AuditStore, *,
         workflows=list(WORKFLOWS),
         activities=[*activities_for(settings, audit, providers), *extra_activities],
         max_concurrent_activities=100,
+        # After a worker dies, its sticky (cached) workflow tasks wait this long before
+        # going to another worker: keep fail-over to a restarted worker quick.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
     )
 
 
