@@ -86,6 +86,26 @@ class IdentityProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class ScopeGrantingProvider(Protocol):
+    """Optional: an adapter that can grant and revoke one scope for time-bound elevation.
+
+    What a scope names is the adapter's (a group, a policy); see docs/elevation.md. Both
+    methods read → decide → write → verify with the action credentials, and are idempotent:
+    ``grant_scope`` returns True only when it added the scope (False: already held), and
+    ``revoke_scope`` True only when it removed it (False: not held). The elevation
+    activities use them when present (``activities/elevation.py``).
+    """
+
+    name: str
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        ...
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        ...
+
+
 async def apply(provider: IdentityProvider, action: Action, action_id: str,
                 identity: IdentityRef, params: dict[str, Any]) -> ActionResult:
     """Dispatch one ladder action to the provider method of the same name."""

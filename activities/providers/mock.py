@@ -14,6 +14,7 @@ Endpoints, as the mock IdP documents them:
     GET    /identities/{id}                          state
     GET    /changes?identity=&idempotency_key=       what an action already did
     POST   /identities/{id}/groups/remove|add        memberships and grants
+                                                     (also elevation: grant_scope/revoke_scope)
     POST   /identities/{id}/sessions/revoke          all sessions
     POST   /identities/{id}/credentials/rotate       new credential, old one inactive
     POST   /identities/{id}/credentials/{cid}/activate|deactivate
@@ -463,6 +464,38 @@ class MockProvider:
             wrong.append("status")
         if wrong:
             raise self._verify_failed(identity, f"not restored: {wrong}")
+
+    # ------------------------------------------------------------------ elevation
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add the privileged group ``scope``; False when the identity already holds it."""
+        state = await self._identity(identity.id)
+        if scope in _by_name(state["groups"]):
+            return False
+        resp = await self._write("POST", identity.id, "/groups/add", action_id,
+                                 {"groups": [{"name": scope, "privileged": True}]})
+        after = await self._identity(identity.id)
+        if scope not in _by_name(after["groups"]):
+            raise self._verify_failed(identity, f"not a member of {scope!r} after the grant")
+        changed = bool((resp or {}).get("changed"))
+        log.info("provider.scope_granted", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id, changed=changed)
+        return changed
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove the group ``scope``; False when the identity does not hold it."""
+        state = await self._identity(identity.id)
+        if scope not in _by_name(state["groups"]):
+            return False
+        resp = await self._write("POST", identity.id, "/groups/remove", action_id,
+                                 {"groups": [scope]})
+        after = await self._identity(identity.id)
+        if scope in _by_name(after["groups"]):
+            raise self._verify_failed(identity, f"still a member of {scope!r}")
+        changed = bool((resp or {}).get("changed"))
+        log.info("provider.scope_revoked", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id, changed=changed)
+        return changed
 
     # ------------------------------------------------------------------ results
 
