@@ -10,7 +10,7 @@ import pytest
 from tests.resilience.stack import REPORT, SIZE, Stack, WebhookReceiver, sized
 
 # Identity prefixes and how many of each the tests use (the API's inventory knows them all).
-POOLS = {"kill": sized(20, 200), "srv": sized(10, 100), "flt": sized(8, 60), "deny": 1,
+POOLS = {"kill": sized(20, 200), "srv": sized(10, 100), "flt": sized(6, 60), "deny": 1,
          "crash": 1}
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(sized(500, 
 def test_flaky_slow_provider_still_contains_everything_once(stack: Stack) -> None:
     idents = pool("flt")
     stack.create_identities(idents)
-    latency = sized(500, 2000)
+    latency = sized(300, 2000)
     # Full size: 30% of provider calls fail (429 with Retry-After, 500, 503 — a third each).
     # Small size: 15%. An attempt makes up to 6 calls and any failure retries the whole
     # activity with backoff to 30 s, so at 30% a revoke converges in minutes, not seconds.

@@ -20,6 +20,7 @@ def test_worker_killed_at_random_moments(stack: Stack) -> None:
     stack.create_identities(idents)
     t0 = time.monotonic()
     kills = 0
+    started_before = stack.starts["worker"]
     wids: dict[str, str] = {}
     # Alerts arrive over a spread of time, so kills land before, during and after actions.
     spread = sized(4, 40)
@@ -47,6 +48,7 @@ def test_worker_killed_at_random_moments(stack: Stack) -> None:
     stack.wait_for(wids.values(), contained, timeout=sized(150, 900))
     counts = check_contained(stack, wids)
     report("worker kill -9", containments=counts["containments"], kills=kills,
-           restarts=stack.starts["worker"] - 1, duplicate_effects=counts["duplicate_effects"],
+           restarts=stack.starts["worker"] - started_before,
+           duplicate_effects=counts["duplicate_effects"],
            lost_alerts=counts["lost_alerts"], audit_records=counts["audit_records"],
            seconds=round(time.monotonic() - t0))
