@@ -17,6 +17,10 @@ an IAM user, ``service_account``/``service_principal`` an IAM role.
   ``AWSDenyAll``). Undo reactivates keys; a login profile cannot come back without a new
   password, which the result and undo say.
 
+Elevation (``grant_scope``/``revoke_scope``): scope ``group:NAME`` (or a bare ``NAME``) joins
+or leaves an IAM group (users only); ``policy:ARN`` attaches or detaches a managed policy on
+a user or role. Both read first and return False when nothing needs changing.
+
 Playbook params work too: ``remove_groups``/``detach_policies`` (names), ``only_new_grants``
 with ``new_grants`` (just what the alert named), ``attach_deny_policy`` (= ``deny_all``).
 
@@ -552,6 +556,62 @@ class AwsIamProvider:
             message += "; login profile NOT restored: set a new password to give console access"
         return undo_result(action_id, original, changed=bool(keys), before=before, after=after,
                            message=message)
+
+    # ------------------------------------------------------------------ elevation
+
+    def _scope(self, p: _Principal, scope: str) -> tuple[str, str]:
+        """``group:NAME`` (or a bare name) → ("group", NAME); ``policy:ARN`` → ("policy", ARN)."""
+        kind, sep, value = scope.partition(":")
+        if not sep or kind not in ("group", "policy"):
+            kind, value = "group", scope
+        if not value:
+            raise PermanentProviderError(f"empty scope {scope!r}", provider=self.name,
+                                         code="InvalidScope")
+        if kind == "policy" and not value.startswith("arn:"):
+            raise PermanentProviderError(
+                f"scope {scope!r}: a policy scope is policy:<managed policy ARN>",
+                provider=self.name, code="InvalidScope")
+        if kind == "group" and p.kind != "user":
+            raise PermanentProviderError(
+                f"scope {scope!r}: IAM roles cannot join groups; use policy:<ARN>",
+                provider=self.name, code="Unsupported")
+        return kind, value
+
+    async def _holds(self, p: _Principal, kind: str, value: str) -> bool:
+        held = await (self._groups(p) if kind == "group" else self._attached(p))
+        return value in held
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Join group ``group:NAME`` (or ``NAME``) or attach ``policy:ARN``; False if held."""
+        p = await self._principal(identity)
+        kind, value = self._scope(p, scope)
+        if await self._holds(p, kind, value):
+            return False
+        if kind == "group":
+            await self._call("add_user_to_group", self._write.add_user_to_group,
+                             UserName=p.name, GroupName=value)
+        else:
+            await self._attach(p, value)
+        self._verify(await self._holds(p, kind, value), f"grant {scope}", identity)
+        log.info("elevation.scope_granted", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id)
+        return True
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Leave the group or detach the policy; False when it is not held."""
+        p = await self._principal(identity)
+        kind, value = self._scope(p, scope)
+        if not await self._holds(p, kind, value):
+            return False
+        if kind == "group":
+            await self._maybe("remove_user_from_group", self._write.remove_user_from_group,
+                              UserName=p.name, GroupName=value)
+        else:
+            await self._detach(p, value)
+        self._verify(not await self._holds(p, kind, value), f"revoke {scope}", identity)
+        log.info("elevation.scope_revoked", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id)
+        return True
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
