@@ -6,6 +6,10 @@
 - force_reauth and rotate do not exist in SCIM (sessions and secrets live in the IdP's own
   API); they fail permanently with that reason.
 
+Elevation (``grant_scope``/``revoke_scope``): the scope is a group, by id or exact
+``displayName``; membership is added or removed with the same If-Match PATCH, and False
+means the user already was (grant) or was not (revoke) a member.
+
 The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
 
 Memberships are read with ``GET /Groups?filter=members.value eq "<id>"`` because servers
@@ -17,6 +21,7 @@ needed.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -214,6 +219,49 @@ class ScimProvider:
         raise PermanentProviderError("SCIM cannot rotate credentials: use the identity "
                                      "provider's own API", provider=self.name,
                                      code="Unsupported")
+
+    # ------------------------------------------------------------------ elevation
+
+    async def _group_id(self, scope: str) -> str:
+        """A scope names a group by id, else by its exact ``displayName``."""
+        r = await self._api.request("GET", f"/Groups/{quote(scope, safe='')}",
+                                    expect=(200, 400, 404), what=f"read group {scope}",
+                                    params={"attributes": "displayName"})
+        if r.status_code == 200:
+            return scope
+        r = await self._api.request("GET", "/Groups", what=f"find group {scope}",
+                                    params={"filter": f"displayName eq {_quote(scope)}",
+                                            "attributes": "displayName"})
+        found = [g["id"] for g in r.json().get("Resources", [])
+                 if g.get("displayName") == scope]
+        if len(found) != 1:
+            raise PermanentProviderError(
+                f"scope {scope!r}: {'no' if not found else len(found)} groups with that id "
+                "or displayName", provider=self.name,
+                code="NoSuchGroup" if not found else "AmbiguousScope")
+        return str(found[0])
+
+    async def _scope_change(self, action_id: str, identity: IdentityRef, scope: str,
+                            present: bool) -> bool:
+        await self._user(identity.id)  # an unknown user is a permanent 404, not a no-op
+        gid = await self._group_id(scope)
+        if (gid in await self._groups(identity.id)) is present:
+            return False
+        changed = await self._set_members(identity.id, [gid], present=present)
+        held = gid in await self._groups(identity.id)
+        self._verify(held is present, f"{'grant' if present else 'revoke'} of group {gid}")
+        log.info("elevation.scope_granted" if present else "elevation.scope_revoked",
+                 provider=self.name, identity=identity.id, scope=scope, group=gid,
+                 action_id=action_id, changed=bool(changed))
+        return bool(changed)
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add the user to group ``scope`` (id or displayName); False when already a member."""
+        return await self._scope_change(action_id, identity, scope, present=True)
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove the user from group ``scope``; False when not a member."""
+        return await self._scope_change(action_id, identity, scope, present=False)
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
