@@ -17,6 +17,10 @@ entity id.
 - revoke (entity): ``disabled=true`` (tokens of a disabled entity stop working). Undo sets
   ``disabled=false``.
 
+Elevation (``grant_scope``/``revoke_scope``, entities only): the scope is a policy name,
+added to or removed from the entity's policies (the others are kept). Tokens already issued
+pick up entity policies at request time, so the grant and the revoke take effect at once.
+
 The playbook's ``detach_policies`` and ``only_new_grants``/``new_grants`` choose policies too.
 
 hvac is synchronous; calls run in a thread.
@@ -357,6 +361,43 @@ class VaultProvider:
         result = await self._set_disabled(action_id, original.identity, False)
         return undo_result(action_id, original, changed=result.changed, before=result.before,
                            after=result.after)
+
+    # ------------------------------------------------------------------ elevation
+
+    async def _entity_policies(self, identity: IdentityRef, scope: str
+                               ) -> tuple[str, list[str]]:
+        if self._approle(identity) is not None:
+            raise self._unsupported("elevation grants entity policies; an AppRole's policies "
+                                    "belong to its role configuration")
+        if not scope or "," in scope or scope != scope.strip():
+            raise PermanentProviderError(f"scope {scope!r} is not a policy name",
+                                         provider=self.name, code="InvalidScope")
+        entity = await self._entity(identity)
+        return entity["id"], sorted(entity.get("policies") or [])
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add policy ``scope`` to the entity's policies; False when it already has it."""
+        entity_id, policies = await self._entity_policies(identity, scope)
+        if scope in policies:
+            return False
+        await self._update_entity(entity_id, policies=sorted([*policies, scope]))
+        _, after = await self._entity_policies(identity, scope)
+        self._verify(scope in after, f"policy {scope} grant")
+        log.info("elevation.scope_granted", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id)
+        return True
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove policy ``scope`` from the entity, keeping the others; False when absent."""
+        entity_id, policies = await self._entity_policies(identity, scope)
+        if scope not in policies:
+            return False
+        await self._update_entity(entity_id, policies=[p for p in policies if p != scope])
+        _, after = await self._entity_policies(identity, scope)
+        self._verify(scope not in after, f"policy {scope} revoke")
+        log.info("elevation.scope_revoked", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id)
+        return True
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
