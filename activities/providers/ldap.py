@@ -15,6 +15,11 @@
   implemented here.)
 - force_reauth: LDAP has no sessions; fails permanently with that reason.
 
+Elevation (``grant_scope``/``revoke_scope``): the scope is a ``groupOfNames``, ``cn=SCOPE``
+under ``options.group_base`` (or a full group DN); the DN is added to or removed from its
+``member``. Removing the last member is refused by the schema (objectClassViolation) and
+fails permanently, as for reduce_scope.
+
 The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
 
 ldap3 is synchronous; each call opens a short-lived connection in a thread, bound with the
@@ -32,7 +37,7 @@ from typing import Any, TypeVar
 import ldap3
 from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import parse_dn
+from ldap3.utils.dn import escape_rdn, parse_dn
 
 from activities.providers._common import (
     DoneActions,
@@ -63,6 +68,12 @@ def fingerprint(stored: bytes | None) -> str | None:
     if not stored.startswith(b"{"):
         return "cleartext"
     return hashlib.sha256(stored).hexdigest()[:16]
+
+
+def _dn_key(dn: str) -> str:
+    """A DN compared the way directories do for these attributes: case and spacing aside."""
+    return ",".join(f"{attr.strip().lower()}={value.strip().lower()}"
+                    for attr, value, _ in parse_dn(dn, strip=True))
 
 
 class LdapProvider:
@@ -312,6 +323,45 @@ class LdapProvider:
         raise PermanentProviderError("LDAP has no sessions to revoke: use the identity "
                                      "provider in front of it", provider=self.name,
                                      code="Unsupported")
+
+    # ------------------------------------------------------------------ elevation
+
+    def _scope_dn(self, scope: str) -> str:
+        """``cn=SCOPE`` under the groups base; a scope that is already a DN is used as is."""
+        if not scope:
+            raise PermanentProviderError("empty scope", provider=self.name, code="InvalidScope")
+        if "=" in scope:
+            try:
+                rdns = parse_dn(scope, strip=True)
+            except ldap_exc.LDAPInvalidDnError:
+                raise PermanentProviderError(f"scope {scope!r} is not a DN", provider=self.name,
+                                             code="InvalidScope") from None
+            return ",".join(f"{attr}={value}" for attr, value, _ in rdns)
+        return f"cn={escape_rdn(scope)},{self._group_base}"
+
+    async def _scope_change(self, action_id: str, identity: IdentityRef, scope: str,
+                            present: bool) -> bool:
+        dn, group = identity.id, self._scope_dn(scope)
+        key = _dn_key(group)
+        held = {_dn_key(g) for g in (await self._state(dn))["groups"]}
+        if (key in held) is present:
+            return False
+        changed = await self._run(f"{'grant' if present else 'revoke'} {group}", True,
+                                  lambda c: self._set_member(c, dn, [group], present=present))
+        now = {_dn_key(g) for g in (await self._state(dn))["groups"]}
+        self._verify((key in now) is present, f"membership of {group}")
+        log.info("elevation.scope_granted" if present else "elevation.scope_revoked",
+                 provider=self.name, identity=dn, scope=scope, action_id=action_id,
+                 changed=bool(changed))
+        return bool(changed)
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add the DN to groupOfNames ``cn=SCOPE``; False when it already is a member."""
+        return await self._scope_change(action_id, identity, scope, present=True)
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove the DN from ``cn=SCOPE``; False when it is not a member."""
+        return await self._scope_change(action_id, identity, scope, present=False)
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
