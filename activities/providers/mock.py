@@ -42,6 +42,7 @@ from stanch.models import Action, ActionResult, ActionStatus, IdentityRef, UndoS
 log = structlog.get_logger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
+_INLINE_MAX_DELAY = 2.0
 _DELIVERED_MAX = 10_000
 
 # Which change-log ops each action makes (what a retry must account for).
@@ -111,8 +112,10 @@ class MockProvider:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
+        inline_retries: int = 2,
     ) -> None:
         self.name = name
+        self.attempts = 1 + max(0, inline_retries)
         self.base_url = base_url.rstrip("/")
         # Action ids whose result this adapter returned: a repeat of one is `already`.
         self._delivered: OrderedDict[str, None] = OrderedDict()
@@ -128,7 +131,8 @@ class MockProvider:
         opts = conf.options
         url = str(opts.get("url") or settings.mock_idp.url)
         timeout = float(opts.get("timeout", opts.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)))
-        return cls(name, url, timeout=timeout)
+        return cls(name, url, timeout=timeout,
+                   inline_retries=int(opts.get("inline_retries", 2)))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -136,6 +140,36 @@ class MockProvider:
     # ------------------------------------------------------------------ HTTP
 
     async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | list[Any] | None:
+        """One call, retried a few times in place when it is safe and worth it.
+
+        Reads are safe to repeat, and so are writes: every write carries the action's
+        idempotency key and is a state transition. Retrying a rate-limited or failed call
+        here, honouring Retry-After, keeps one flaky call from failing the whole
+        read-write-verify attempt (Temporal then retries the activity, more slowly).
+        """
+        for attempt in range(self.attempts):
+            try:
+                return await self._call_once(method, path, key=key, body=body, params=params,
+                                             missing_ok=missing_ok)
+            except TransientProviderError as err:
+                if attempt + 1 >= self.attempts or (method != "GET" and key is None):
+                    raise
+                delay = err.retry_after if err.retry_after is not None else 0.1 * 2 ** attempt
+                if delay > _INLINE_MAX_DELAY:
+                    raise  # a long back-off is Temporal's job, with the worker slot free
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _call_once(
         self,
         method: str,
         path: str,

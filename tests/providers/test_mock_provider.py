@@ -69,7 +69,8 @@ class _SecretSpy(httpx.AsyncBaseTransport):
 @pytest.fixture
 async def spy_provider(mock_idp_url: str) -> AsyncIterator[tuple[MockProvider, _SecretSpy]]:
     spy = _SecretSpy()
-    provider = MockProvider("mock", mock_idp_url, timeout=5, transport=spy)
+    provider = MockProvider("mock", mock_idp_url, timeout=5, transport=spy,
+                            inline_retries=0)
     yield provider, spy
     await provider.aclose()
 
@@ -230,7 +231,7 @@ async def test_repeat_records_no_second_change(
 async def test_write_that_timed_out_is_recovered_on_retry(
         mock_idp_url: str) -> None:
     """The write lands after the client gave up; the retry reports it with its undo."""
-    provider = MockProvider("mock", mock_idp_url, timeout=0.3)
+    provider = MockProvider("mock", mock_idp_url, timeout=0.3, inline_retries=0)
     before = await provider.snapshot(ALICE)
     httpx.post(f"{mock_idp_url}/faults", json={"latency_ms": 600, "count": 1,
                                                "path": "groups/remove"}).raise_for_status()
@@ -286,12 +287,13 @@ async def test_connection_refused_and_timeout_are_transient(mock_idp_url: str) -
     # start servers on free ports too) can take it while we connect.
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
-        down = MockProvider("mock", f"http://127.0.0.1:{held.getsockname()[1]}", timeout=1)
+        down = MockProvider("mock", f"http://127.0.0.1:{held.getsockname()[1]}", timeout=1,
+                            inline_retries=0)
         with pytest.raises(TransientProviderError) as caught:
             await down.snapshot(ALICE)
         assert caught.value.code == "ConnectionError"
         await down.aclose()
-    slow = MockProvider("mock", mock_idp_url, timeout=0.2)
+    slow = MockProvider("mock", mock_idp_url, timeout=0.2, inline_retries=0)
     httpx.post(f"{mock_idp_url}/faults", json={"latency_ms": 500, "count": 1,
                                                "path": "^/identities/u-alice$"}
                ).raise_for_status()
@@ -314,3 +316,20 @@ async def test_built_from_settings(mock_idp_url: str) -> None:
     default = MockProvider.from_settings("mock", ProviderSettings(type="mock"), Settings())
     assert default.base_url == "http://127.0.0.1:8090"
     await default.aclose()
+
+
+async def test_inline_retries_ride_out_a_brief_rate_limit(mock_idp_url: str) -> None:
+    """One 429 with a short Retry-After is retried in place: the action still applies once."""
+    httpx.post(f"{mock_idp_url}/reset").raise_for_status()
+    provider = MockProvider("mock", mock_idp_url, timeout=5, inline_retries=2)
+    httpx.post(f"{mock_idp_url}/faults", json={"status": 429, "retry_after": 0.2, "count": 2,
+                                              "error_rate": 1.0}).raise_for_status()
+    try:
+        result = await provider.reduce_scope("act-inline-1", ALICE, {})
+    finally:
+        httpx.delete(f"{mock_idp_url}/faults").raise_for_status()
+        await provider.aclose()
+    assert result.changed
+    changes = httpx.get(f"{mock_idp_url}/changes",
+                        params={"idempotency_key": "act-inline-1"}).json()
+    assert len(changes) == len({c["detail"]["name"] for c in changes}) >= 1
