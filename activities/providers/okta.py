@@ -16,6 +16,11 @@ Identity ids are Okta ids: a user id for kind ``user``, an app id for kind ``oau
   old secret and deactivates and deletes the new one. The new secret goes to
   ``options.secret_drop_dir`` or is discarded.
 
+Elevation (``grant_scope``/``revoke_scope``, users): the scope is an Okta group id;
+``PUT``/``DELETE /api/v1/groups/{groupId}/users/{userId}`` after reading the user's groups
+(a held group may also be named by its name; the management subset has no group search,
+so a grant needs the id). Only ``OKTA_GROUP`` memberships can change (403 otherwise).
+
 The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups too.
 
 Rate limits: 429 ``E0000047`` with ``X-Rate-Limit-Reset`` (epoch seconds) →
@@ -341,6 +346,47 @@ class OktaProvider:
         self._verify(after["secrets"].get(old) == "ACTIVE" and new not in after["secrets"],
                      "undo rotation")
         return undo_result(action_id, original, changed=changed, before=before, after=after)
+
+    # ------------------------------------------------------------------ elevation
+
+    async def _groups_of(self, identity: IdentityRef) -> dict[str, str]:
+        self._user_only(identity, "elevation")
+        # GET /api/v1/users/{id}/groups (404 for an unknown user)
+        groups = await self._list(f"/api/v1/users/{identity.id}/groups", "list user groups")
+        return {g["id"]: g.get("profile", {}).get("name", "") for g in groups}
+
+    @staticmethod
+    def _held(groups: dict[str, str], scope: str) -> str | None:
+        """The held group a scope names: its id, or its name when exactly one matches."""
+        if scope in groups:
+            return scope
+        named = [gid for gid, name in groups.items() if name == scope]
+        return named[0] if len(named) == 1 else None
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add the user to Okta group ``scope`` (a group id); False when already a member."""
+        if not scope or "/" in scope:
+            raise PermanentProviderError(f"scope {scope!r} is not an Okta group id",
+                                         provider=self.name, code="InvalidScope")
+        if self._held(await self._groups_of(identity), scope) is not None:
+            return False
+        await self._membership(scope, identity.id, present=True)
+        self._verify(scope in await self._groups_of(identity), f"group {scope} grant")
+        log.info("elevation.scope_granted", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id)
+        return True
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove the user from group ``scope`` (id, or name of a held group); False when
+        not a member."""
+        gid = self._held(await self._groups_of(identity), scope)
+        if gid is None:
+            return False
+        await self._membership(gid, identity.id, present=False)
+        self._verify(gid not in await self._groups_of(identity), f"group {gid} revoke")
+        log.info("elevation.scope_revoked", provider=self.name, identity=identity.id,
+                 scope=scope, group=gid, action_id=action_id)
+        return True
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
