@@ -16,6 +16,11 @@ Identity ids are directory object ids: kind ``user`` is a user, kind
   (params ``key_id``). Removal has no undo, so rotation is irreversible and says so; the
   new ``secretText`` goes to ``options.secret_drop_dir`` or is discarded.
 
+Elevation (``grant_scope``/``revoke_scope``): the scope is a group object id; the member is
+added with ``POST /groups/{g}/members/$ref`` (400 "already exist" → False) and removed with
+``DELETE /groups/{g}/members/{id}/$ref`` (404 → False), after reading ``memberOf``. A held
+group may also be named by its displayName; a grant needs the id (no group search).
+
 The playbook's ``remove_groups`` and ``only_new_grants``/``new_grants`` choose groups
 (and, for ``only_new_grants``, app roles by resource id) too.
 
@@ -375,6 +380,47 @@ class EntraProvider:
             after={**after, "new_key_id": new}, irreversible=True,
             message=f"new password {new}; old password {old} removed. removePassword has no "
                     f"undo, so this cannot be undone; {note}")
+
+    # ------------------------------------------------------------------ elevation
+
+    async def _groups_of(self, identity: IdentityRef) -> dict[str, str]:
+        coll, oid = self._collection(identity), identity.id
+        groups = await self._list(f"/{coll}/{oid}/memberOf", "list memberOf")
+        return {g["id"]: g.get("displayName", "") for g in groups
+                if g.get("@odata.type") == "#microsoft.graph.group"}
+
+    @staticmethod
+    def _held(groups: dict[str, str], scope: str) -> str | None:
+        """The held group a scope names: its id, or its displayName when exactly one matches."""
+        if scope in groups:
+            return scope
+        named = [gid for gid, name in groups.items() if name == scope]
+        return named[0] if len(named) == 1 else None
+
+    async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Add the object to group ``scope`` (a group id); False when already a member."""
+        if not scope or "/" in scope:
+            raise PermanentProviderError(f"scope {scope!r} is not a group object id",
+                                         provider=self.name, code="InvalidScope")
+        if self._held(await self._groups_of(identity), scope) is not None:
+            return False
+        added = await self._add_member(scope, identity.id)  # 400 "already exist" → False
+        self._verify(scope in await self._groups_of(identity), f"group {scope} grant")
+        log.info("elevation.scope_granted", provider=self.name, identity=identity.id,
+                 scope=scope, action_id=action_id, changed=added)
+        return added
+
+    async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
+        """Remove the object from group ``scope`` (id, or displayName of a held group);
+        False when not a member."""
+        gid = self._held(await self._groups_of(identity), scope)
+        if gid is None:
+            return False
+        removed = await self._remove_member(gid, identity.id)  # 404 → already gone
+        self._verify(gid not in await self._groups_of(identity), f"group {gid} revoke")
+        log.info("elevation.scope_revoked", provider=self.name, identity=identity.id,
+                 scope=scope, group=gid, action_id=action_id, changed=removed)
+        return removed
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         return await dispatch_undo(self.name, action_id, original, {
