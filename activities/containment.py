@@ -11,6 +11,9 @@ provider "already" contained and still knows, from the intent, what it was befor
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +74,28 @@ def _count(req: ActionRequest, status: str) -> None:
     CONTAINMENT_ACTIONS.labels(req.action.value, str(req.action.rung), status).inc()
 
 
+HEARTBEAT_EVERY = 1.0
+
+
+@asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while the action runs, so a worker that dies mid-action is noticed in
+    seconds (the workflow's heartbeat timeout), not at the end of start-to-close."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ContainmentActivities:
     """Activities bound to one worker's settings, audit store and provider pool."""
 
@@ -112,7 +137,8 @@ class ContainmentActivities:
         with structlog.contextvars.bound_contextvars(
                 workflow_id=req.workflow_id, action_id=req.action_id,
                 alert_ids=req.alert_ids):
-            return await self._apply_action(req)
+            async with _heartbeating():
+                return await self._apply_action(req)
 
     async def _apply_action(self, req: ActionRequest) -> ActionResult:
         provider = self._provider(req.identity.provider)
@@ -220,6 +246,10 @@ class ContainmentActivities:
     @activity.defn(name="undo_action")
     async def undo_action(self, req: ActionRequest) -> ActionResult:
         """Undo ``req.params['original']`` (an ActionResult) from its captured before-state."""
+        async with _heartbeating():
+            return await self._undo_action(req)
+
+    async def _undo_action(self, req: ActionRequest) -> ActionResult:
         original = ActionResult.model_validate(req.params["original"])
         provider = self._provider(original.identity.provider)
         await self._audit(self._event(req, AuditType.revert, "intent", {

@@ -64,6 +64,7 @@ SA_RUNG = SearchAttributeKey.for_int("StanchRung")
 SA_STATUS = SearchAttributeKey.for_keyword("StanchStatus")
 
 ACTION_TIMEOUT = timedelta(seconds=30)
+ACTION_HEARTBEAT = timedelta(seconds=5)  # the activity beats every second
 ACTION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
@@ -246,6 +247,7 @@ class ContainmentWorkflow:
             result: ActionResult = await workflow.execute_activity(
                 "apply_action", req, result_type=ActionResult,
                 start_to_close_timeout=ACTION_TIMEOUT, schedule_to_close_timeout=ACTION_BUDGET,
+                heartbeat_timeout=ACTION_HEARTBEAT,
                 retry_policy=ACTION_RETRY,
             )
         except ActivityError as err:
@@ -330,6 +332,7 @@ class ContainmentWorkflow:
             undo: ActionResult = await workflow.execute_activity(
                 "undo_action", req, result_type=ActionResult,
                 start_to_close_timeout=ACTION_TIMEOUT, schedule_to_close_timeout=ACTION_BUDGET,
+                heartbeat_timeout=ACTION_HEARTBEAT,
                 retry_policy=ACTION_RETRY,
             )
         except ActivityError as err:
