@@ -385,7 +385,7 @@ class Driver:
         return {"containments": n_sent, "planned": n, "waiting": waiting, "failures": failures,
                 "seconds_to_park": secs, "rss_before_mb": before / 2**20,
                 "rss_mb": after / 2**20,
-                "kb_per_containment": (after - before) / 1024 / max(1, n)}
+                "kb_per_containment": (after - before) / 1024 / max(1, waiting)}
 
 
 def _count_audit(db_path: Path, type_: str, source_id_prefix: str) -> int:
