@@ -577,6 +577,12 @@ class AwsIamProvider:
                 provider=self.name, code="Unsupported")
         return kind, value
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        kind = "role" if snapshot.get("kind") == "role" else "user"
+        what, value = self._scope(_Principal(kind, str(snapshot.get("name", ""))), scope)
+        return value in (snapshot.get("groups" if what == "group" else "attached_policies")
+                         or [])
+
     async def _holds(self, p: _Principal, kind: str, value: str) -> bool:
         held = await (self._groups(p) if kind == "group" else self._attached(p))
         return value in held

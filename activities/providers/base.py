@@ -105,6 +105,12 @@ class ScopeGrantingProvider(Protocol):
     async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         ...
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        """Whether ``snapshot`` (from :meth:`IdentityProvider.snapshot`) holds ``scope``, with
+        the scope spelled any way the adapter accepts (``group:NAME``, a cn, a name…).
+        Pure: no provider call. Use it to tell a pre-existing grant from one's own."""
+        ...
+
 
 async def apply(provider: IdentityProvider, action: Action, action_id: str,
                 identity: IdentityRef, params: dict[str, Any]) -> ActionResult:

@@ -355,6 +355,10 @@ class LdapProvider:
                  changed=bool(changed))
         return bool(changed)
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        key = _dn_key(self._scope_dn(scope))
+        return any(_dn_key(g) == key for g in snapshot.get("groups") or [])
+
     async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         """Add the DN to groupOfNames ``cn=SCOPE``; False when it already is a member."""
         return await self._scope_change(action_id, identity, scope, present=True)

@@ -516,6 +516,9 @@ class MockProvider:
                  scope=scope, action_id=action_id, changed=changed)
         return changed
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        return scope in _by_name(snapshot.get("groups") or [])
+
     async def revoke_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         """Remove the group ``scope``; False when the identity does not hold it."""
         state = await self._identity(identity.id)

@@ -363,6 +363,9 @@ class OktaProvider:
         named = [gid for gid, name in groups.items() if name == scope]
         return named[0] if len(named) == 1 else None
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        return self._held(snapshot.get("groups") or {}, scope) is not None
+
     async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         """Add the user to Okta group ``scope`` (a group id); False when already a member."""
         if not scope or "/" in scope:

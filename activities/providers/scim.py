@@ -255,6 +255,10 @@ class ScimProvider:
                  action_id=action_id, changed=bool(changed))
         return bool(changed)
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        groups: dict[str, str] = snapshot.get("groups") or {}
+        return scope in groups or scope in groups.values()
+
     async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         """Add the user to group ``scope`` (id or displayName); False when already a member."""
         return await self._scope_change(action_id, identity, scope, present=True)

@@ -375,6 +375,9 @@ class VaultProvider:
         entity = await self._entity(identity)
         return entity["id"], sorted(entity.get("policies") or [])
 
+    def holds_scope(self, snapshot: dict[str, Any], scope: str) -> bool:
+        return scope in (snapshot.get("policies") or [])
+
     async def grant_scope(self, action_id: str, identity: IdentityRef, scope: str) -> bool:
         """Add policy ``scope`` to the entity's policies; False when it already has it."""
         entity_id, policies = await self._entity_policies(identity, scope)

@@ -136,3 +136,19 @@ async def test_bad_scopes_are_permanent(provider: AwsIamProvider, iam: Any) -> N
         await provider.grant_scope("el-2", ref, f"group:missing-{_uid()}")
     assert err.value.code == "NoSuchEntity"
     assert user_groups(iam, user) == set()
+
+
+async def test_holds_scope_in_every_spelling(provider: AwsIamProvider, iam: Any) -> None:
+    """The elevation layer tells pre-existing grants apart with this: `group:X`, `X` and
+    `policy:ARN` must all be found in a real snapshot."""
+    user, group = f"u-{_uid()}", f"admins-{_uid()}"
+    iam.create_user(UserName=user)
+    iam.create_group(GroupName=group)
+    ref = IdentityRef(provider="aws", id=user, kind=IdentityKind.user)
+    scopes = [f"group:{group}", group, f"policy:{ADMIN_POLICY}"]
+    before = await provider.snapshot(ref)
+    assert not any(provider.holds_scope(before, s) for s in scopes)
+    await provider.grant_scope("el-1", ref, group)
+    await provider.grant_scope("el-2", ref, f"policy:{ADMIN_POLICY}")
+    after = await provider.snapshot(ref)
+    assert all(provider.holds_scope(after, s) for s in scopes)

@@ -146,3 +146,13 @@ async def test_member_added_between_read_and_write(fake: GraphFake) -> None:
         assert fake.members[gid] == {oid}
     finally:
         await p.aclose()
+
+
+async def test_holds_scope_by_id_and_name(provider: EntraProvider, fake: GraphFake) -> None:
+    oid = fake.add_user()
+    gid = fake.add_group("prod-db-writers")
+    ref = IdentityRef(provider="entra", id=oid, kind=IdentityKind.user)
+    assert not provider.holds_scope(await provider.snapshot(ref), gid)
+    await provider.grant_scope("el-1", ref, gid)
+    snap = await provider.snapshot(ref)
+    assert provider.holds_scope(snap, gid) and provider.holds_scope(snap, "prod-db-writers")

@@ -119,3 +119,15 @@ async def test_unknown_group_is_permanent(provider: LdapProvider,
     with pytest.raises(PermanentProviderError) as err:
         await provider.grant_scope("el-2", ref, "cn=a=b=c,,")
     assert err.value.code == "InvalidScope"
+
+
+async def test_holds_scope_by_cn_and_dn(provider: LdapProvider,
+                                        admin: ldap3.Connection) -> None:
+    ref = make_user(admin)
+    cn = make_group(admin, [])
+    spellings = [cn, f"cn={cn},{GROUPS}", f"CN={cn}, OU=groups, {BASE}"]
+    before = await provider.snapshot(ref)
+    assert not any(provider.holds_scope(before, s) for s in spellings)
+    await provider.grant_scope("el-1", ref, cn)
+    after = await provider.snapshot(ref)
+    assert all(provider.holds_scope(after, s) for s in spellings)

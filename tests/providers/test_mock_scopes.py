@@ -91,3 +91,10 @@ async def test_rate_limited_write_is_transient(provider: MockProvider, idp: str)
     assert err.value.retry_after is not None
     assert "prod-db" not in groups(idp, BOB.id)
     assert await provider.grant_scope("el-7", BOB, "prod-db") is True
+
+
+async def test_holds_scope_reads_a_real_snapshot(provider: MockProvider) -> None:
+    assert not provider.holds_scope(await provider.snapshot(BOB), "prod-db")
+    await provider.grant_scope("el-8", BOB, "prod-db")
+    assert provider.holds_scope(await provider.snapshot(BOB), "prod-db")
+    assert provider.holds_scope(await provider.snapshot(ALICE), "prod-admins")

@@ -124,3 +124,12 @@ async def test_rate_limit_is_transient(provider: OktaProvider, fake: OktaFake) -
         await provider.grant_scope("el-1", user(uid), gid)
     assert err.value.retry_after is not None and 1 <= err.value.retry_after <= 21
     assert await provider.grant_scope("el-1", user(uid), gid) is True
+
+
+async def test_holds_scope_by_id_and_name(provider: OktaProvider, fake: OktaFake) -> None:
+    uid = fake.add_user()
+    gid = fake.add_group("prod-db-writers")
+    assert not provider.holds_scope(await provider.snapshot(user(uid)), gid)
+    await provider.grant_scope("el-1", user(uid), gid)
+    snap = await provider.snapshot(user(uid))
+    assert provider.holds_scope(snap, gid) and provider.holds_scope(snap, "prod-db-writers")

@@ -124,3 +124,13 @@ async def test_unknown_group_and_user_are_permanent(provider: ScimProvider,
         await provider.grant_scope("el-2", ref("does-not-exist"), gid)
     assert err.value.status == 404
     assert await members(admin, gid) == set()
+
+
+async def test_holds_scope_by_id_and_name(provider: ScimProvider,
+                                          admin: httpx.AsyncClient) -> None:
+    uid = await new_user(admin)
+    gid, name = await new_group(admin, [])
+    assert not provider.holds_scope(await provider.snapshot(ref(uid)), gid)
+    await provider.grant_scope("el-1", ref(uid), gid)
+    snap = await provider.snapshot(ref(uid))
+    assert provider.holds_scope(snap, gid) and provider.holds_scope(snap, name)

@@ -138,3 +138,14 @@ async def test_approle_and_bad_scope_are_permanent(provider: VaultProvider,
     with pytest.raises(PermanentProviderError) as err:
         await provider.grant_scope("el-2", ref, "a,b")
     assert err.value.code == "InvalidScope"
+
+
+async def test_holds_scope_reads_a_real_snapshot(bao_url: str, root: hvac.Client) -> None:
+    ref, _ = make_entity(root, ["ops-read"])
+    p = _provider(bao_url, BAO_ROOT, BAO_ROOT)  # a full snapshot lists token accessors too
+    try:
+        assert not p.holds_scope(await p.snapshot(ref), "prod-db")
+        await p.grant_scope("el-1", ref, "prod-db")
+        assert p.holds_scope(await p.snapshot(ref), "prod-db")
+    finally:
+        await p.aclose()
