@@ -73,9 +73,13 @@ def entity_policies(root: hvac.Client, ref: IdentityRef) -> list[str]:
     return sorted(got["data"].get("policies") or [])
 
 
-def can_read(url: str, user: str, path: str) -> bool:
+def login(url: str, user: str) -> hvac.Client:
     c = hvac.Client(url=url)
     c.auth.userpass.login(user, PASSWORD)
+    return c
+
+
+def can_read(c: hvac.Client, path: str) -> bool:
     try:
         c.secrets.kv.v2.read_secret_version(path=path, raise_on_deleted_version=True)
         return True
@@ -95,16 +99,17 @@ async def test_grant_then_revoke_roundtrip(provider: VaultProvider, root: hvac.C
         name=scope, policy=f'path "secret/data/{secret}" {{ capabilities = ["read"] }}')
     root.secrets.kv.v2.create_or_update_secret(path=secret, secret={"k": "v"})
     ref, user = make_entity(root, ["ops-read"])
-    assert not can_read(bao_url, user, secret)
+    token = login(bao_url, user)  # a token issued before the grant
+    assert not can_read(token, secret)
 
     assert await provider.grant_scope("el-1", ref, scope) is True
     assert entity_policies(root, ref) == sorted(["ops-read", scope])
-    assert can_read(bao_url, user, secret)  # the entity policy applies to its tokens
+    assert can_read(token, secret)  # entity policies apply to existing tokens at once
     assert await provider.grant_scope("el-2", ref, scope) is False
 
     assert await provider.revoke_scope("el-3", ref, scope) is True
     assert entity_policies(root, ref) == ["ops-read"]
-    assert not can_read(bao_url, user, secret)
+    assert not can_read(token, secret)
     assert await provider.revoke_scope("el-4", ref, scope) is False
     assert entity_policies(root, ref) == ["ops-read"]
 
