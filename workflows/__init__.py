@@ -1,8 +1,21 @@
-"""Workflows: deterministic orchestration only. No I/O, clocks or randomness here."""
+"""Workflows: deterministic orchestration only. No I/O, clocks or randomness here.
 
-from workflows.containment import ContainmentWorkflow
-from workflows.elevation import ElevationWorkflow, ScopeLeaseWorkflow
+``WORKFLOWS`` is resolved lazily: Temporal's sandbox imports this package afresh for every
+workflow run, and it must not drag every workflow module in with it each time.
+"""
 
-WORKFLOWS: list[type] = [ContainmentWorkflow, ElevationWorkflow, ScopeLeaseWorkflow]
+from __future__ import annotations
 
-__all__ = ["WORKFLOWS", "ContainmentWorkflow", "ElevationWorkflow", "ScopeLeaseWorkflow"]
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WORKFLOWS":
+        from workflows.containment import ContainmentWorkflow
+        from workflows.elevation import ElevationWorkflow, ScopeLeaseWorkflow
+
+        return [ContainmentWorkflow, ElevationWorkflow, ScopeLeaseWorkflow]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["WORKFLOWS"]

@@ -25,8 +25,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
-# Not passed through: the sandbox imports its own copy of the approval machinery, so the
-# approval state types live here, beside the workflow, to be the same classes it uses.
+# The worker passes workflows.approvals through the sandbox (stanch.worker.PASSTHROUGH); a
+# bare sandbox would import its own copy, so the round types live here beside the workflow.
 from workflows import approvals
 from workflows.approvals import ApprovalOutcome, ApprovalState, Vote
 

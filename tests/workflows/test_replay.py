@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 
 from stanch.config import Settings
 from stanch.models import Level
+from stanch.worker import SANDBOX
 from tests.workflows.helpers import alert, handle, playbook, principal, running_worker, send_alert
 from workflows import WORKFLOWS
 from workflows.approvals import Verdict
@@ -37,7 +38,8 @@ HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
 def _replayer() -> Replayer:
-    return Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    return Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter,
+                    workflow_runner=SANDBOX)
 
 
 async def _until(h, pred, tries: int = 300):  # type: ignore[no-untyped-def]
