@@ -160,14 +160,19 @@ class ElevationActivities:
                 intent = await asyncio.to_thread(self.audit.append, self._event(
                     req, AuditType.action_intent, "intent",
                     {"action": "elevation.grant_scope", "snapshot": snapshot}))
-            before = _scopes_of(intent.data.get("snapshot") or {})
+            snapshot = intent.data.get("snapshot") or {}
+            before = _scopes_of(snapshot)
+            # The adapter knows how its scopes are spelled (`group:NAME`, a DN, an ARN …);
+            # a membership held before Stanch must be recognised, or its end would remove it.
+            holds = getattr(provider, "holds_scope", None)
+            held_before = bool(holds(snapshot, req.scope)) if holds else req.scope in before
             changed = False
-            if req.scope not in before:
+            if not held_before:
                 changed = await self._add(provider, req)
         except ProviderError as err:
             _raise_for(err)
             raise
-        result = GrantResult(preexisting=req.scope in before, changed=changed,
+        result = GrantResult(preexisting=held_before, changed=changed,
                              before_groups=sorted(before))
         await asyncio.to_thread(self.audit.append, self._event(
             req, AuditType.action_result, "result",
