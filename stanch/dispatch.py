@@ -7,13 +7,16 @@ ones join the running one. A SIEM retry of the same alert is recognised by the w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
+from stanch.audit import AuditStore
 from stanch.config import Settings
-from stanch.models import Alert, IdentityContext
+from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
 from stanch.playbook import Playbook, match
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import ContainmentInput, NewAlertInput, NewAlertResult
@@ -24,11 +27,12 @@ ClientFactory = Callable[[], Awaitable[Client]]
 class Dispatcher:
     def __init__(self, settings: Settings, client: ClientFactory,
                  playbooks: Callable[[], Sequence[Playbook]], *,
-                 search_attributes: bool = True) -> None:
+                 search_attributes: bool = True, audit: AuditStore | None = None) -> None:
         self.settings = settings
         self._client = client
         self._playbooks = playbooks
         self.search_attributes = search_attributes
+        self._audit = audit
 
     def candidate_playbooks(self, alert: Alert, identity: IdentityContext) -> list[Playbook]:
         """Only the playbook that matches travels into history, not the whole library."""
@@ -59,4 +63,15 @@ class Dispatcher:
                           break_glass=break_glass),
             start_workflow_operation=op,
         )
+        if not result.deduplicated and self._audit is not None:
+            # Recorded here rather than by an activity in the workflow: the update's answer
+            # is the plan, and it saves a round trip through Temporal for every alert.
+            await asyncio.to_thread(self._audit.append, AuditEvent(
+                type=AuditType.plan_chosen, at=datetime.now(UTC), actor="stanch",
+                subject=identity.ref.key, workflow_id=wid, alert_ids=[alert.id],
+                reason=result.plan_reason, ticket=ticket,
+                data={"playbook": result.playbook, "queued": result.queued,
+                      "planned": result.planned, "category": alert.category.value,
+                      "severity": alert.severity.value, "requested_by": requested_by},
+                dedup_key=f"plan:{wid}:{alert.id}"))
         return result

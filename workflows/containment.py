@@ -435,14 +435,19 @@ class ContainmentWorkflow:
         if self.state in (ContainmentState.rolled_back,) and queued:
             self.state = ContainmentState.active
         self.last_activity = workflow.now()
-        self._audit(AuditType.plan_chosen, None, actor="stanch", alert_ids=[alert.id],
-                    reason=result.reason, data={
-                        "playbook": result.playbook, "queued": queued,
-                        "planned": [s.step_id for s in result.steps],
-                        "category": alert.category.value, "severity": alert.severity.value})
+        if not workflow.patched("plan-audited-by-dispatcher"):
+            # Histories from before the dispatcher recorded plan.chosen itself (one
+            # activity less per alert) still replay.
+            self._audit(AuditType.plan_chosen, None, actor="stanch", alert_ids=[alert.id],
+                        reason=result.reason, data={
+                            "playbook": result.playbook, "queued": queued,
+                            "planned": [s.step_id for s in result.steps],
+                            "category": alert.category.value,
+                            "severity": alert.severity.value})
         self._set_sa()
         return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=False,
-                              playbook=result.playbook, queued=queued, plan_reason=result.reason)
+                              playbook=result.playbook, queued=queued, plan_reason=result.reason,
+                              planned=[s.step_id for s in result.steps])
 
     @add_alert.validator
     def _validate_add_alert(self, inp: NewAlertInput) -> None:

@@ -122,6 +122,7 @@ class NewAlertResult(BaseModel):
     deduplicated: bool
     playbook: str | None = None
     queued: list[str] = Field(default_factory=list)
+    planned: list[str] = Field(default_factory=list)
     plan_reason: str = ""
 
 

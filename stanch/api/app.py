@@ -72,7 +72,8 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.state.authenticator = Authenticator.from_settings(settings)
     app.state.temporal = TemporalHandle(settings, client)
     app.state.dispatcher = Dispatcher(settings, app.state.temporal, lambda: app.state.playbooks,
-                                      search_attributes=search_attributes)
+                                      search_attributes=search_attributes,
+                                      audit=app.state.audit)
     from stanch.api.decisions import Decider
 
     app.state.decider = Decider(app.state.temporal, app.state.audit)

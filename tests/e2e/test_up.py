@@ -118,6 +118,18 @@ def test_sample_alert_contains_within_a_second_and_once(stack: dict) -> None:  #
     removals = [c for c in changes if c["op"].startswith("group") and "remove" in c["op"]]
     assert len(removals) == 1, changes
 
+    # The audit trail tells the story, once, and verifies.
+    audit = httpx.get(f"{stack['api']}/v1/audit", headers=headers, timeout=5,
+                      params={"workflow_id": wid, "limit": 1000}).json()["records"]
+    kinds = [r["type"] for r in audit]
+    assert kinds.count("plan.chosen") == 1
+    assert kinds.count("action.intent") == kinds.count("action.result") >= 1
+    received = httpx.get(f"{stack['api']}/v1/audit", headers=headers, timeout=5,
+                         params={"type": "alert.received"}).json()["records"]
+    assert len([r for r in received if r["alert_ids"] == [answer["alert_id"]]]) == 1
+    verify = httpx.get(f"{stack['api']}/v1/audit/verify", headers=headers, timeout=5).json()
+    assert verify["ok"] is True
+
 
 def test_ctrl_c_stops_everything(stack: dict) -> None:  # type: ignore[type-arg]
     proc: subprocess.Popen[bytes] = stack["proc"]
