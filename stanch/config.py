@@ -154,6 +154,16 @@ class NotifySettings(_Section):
     )
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry tracing through Temporal's interceptor: off unless ``enabled``."""
+
+    enabled: bool = Field(default=False, description="Trace API → workflow → activity calls.")
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP traces endpoint; an absent collector only drops spans.")
+    service_name: str = Field(default="stanch", description="`service.name` of the spans.")
+
+
 class ElevationPolicy(_Section):
     """Who approves an elevation of matching scopes, how many, and for how long at most."""
 
@@ -167,16 +177,6 @@ class ElevationPolicy(_Section):
         default=False, description="A responder may grant now and have it reviewed after.")
     approval_deadline: Duration = Field(
         default=timedelta(minutes=30), description="Unanswered requests are denied after this.")
-
-
-class TracingSettings(_Section):
-    """OpenTelemetry tracing through Temporal's interceptor: off unless ``enabled``."""
-
-    enabled: bool = Field(default=False, description="Trace API → workflow → activity calls.")
-    otlp_endpoint: str = Field(
-        default="http://127.0.0.1:4318/v1/traces",
-        description="OTLP/HTTP traces endpoint; an absent collector only drops spans.")
-    service_name: str = Field(default="stanch", description="`service.name` of the spans.")
 
 
 class Settings(BaseSettings):
@@ -208,7 +208,6 @@ class Settings(BaseSettings):
     temporal_metrics_port: int = Field(
         default=9465, ge=0, le=65535,
         description="Worker: the Temporal SDK's Prometheus metrics (0 = off).")
-
 
     sources: dict[str, SourceAuth] = Field(
         default_factory=dict, description="Webhook authentication per alert source."
