@@ -144,6 +144,7 @@ class Driver:
         self.run = run_id
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         self.http = httpx.AsyncClient(timeout=60.0, limits=limits)
+        self.transport_retries = 0
         self.temporal: Client | None = None
         self.next_contained = 0
         self.errors: list[str] = []
@@ -170,8 +171,18 @@ class Driver:
         """POST one alert; return (wall-clock send time, response ms, response)."""
         sent = time.time()
         t0 = time.perf_counter()
-        r = await self.http.post(f"{self.stack.api}/v1/alerts/generic", json=body, headers={
-            "Authorization": f"Bearer {self.stack.source_token}"})
+        for attempt in range(3):
+            try:
+                r = await self.http.post(
+                    f"{self.stack.api}/v1/alerts/generic", json=body,
+                    headers={"Authorization": f"Bearer {self.stack.source_token}"})
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+                # A keep-alive connection the server closed as we reused it: a SIEM
+                # redelivers, and Stanch deduplicates the redelivery.
+                self.transport_retries += 1
+                if attempt == 2:
+                    raise
         return sent, (time.perf_counter() - t0) * 1000, r
 
     # -------------------------------------------------------------- floor

@@ -65,8 +65,10 @@ def api() -> None:
     except Exception as err:
         typer.echo(f"stanch api: cannot start: {err}", err=True)
         raise typer.Exit(2) from None
+    # SIEMs and load balancers keep connections open; a short keep-alive makes them race
+    # the server's close on reuse.
     uvicorn.run(application, host=settings.api.host, port=settings.api.port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_keep_alive=30)
 
 
 @app.command("mock-idp")
