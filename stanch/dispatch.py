@@ -33,6 +33,8 @@ class Dispatcher:
         self._playbooks = playbooks
         self.search_attributes = search_attributes
         self._audit = audit
+        n = settings.notify
+        self.notifications = bool(n.webhook_url or n.slack_webhook_url)
 
     def candidate_playbooks(self, alert: Alert, identity: IdentityContext) -> list[Playbook]:
         """Only the playbook that matches travels into history, not the whole library."""
@@ -50,7 +52,8 @@ class Dispatcher:
         slim = alert if alert.source == "manual" else alert.model_copy(update={"raw": {}})
         op = WithStartWorkflowOperation(
             ContainmentWorkflow.run,
-            ContainmentInput(identity=identity, search_attributes=self.search_attributes),
+            ContainmentInput(identity=identity, search_attributes=self.search_attributes,
+                             notifications=self.notifications),
             id=wid,
             task_queue=self.settings.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

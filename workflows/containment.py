@@ -88,6 +88,7 @@ class ContainmentWorkflow:
         self.use_sa = inp.search_attributes
         self.idle_close_after = inp.idle_close_after
         self.max_updates = inp.max_updates_per_run
+        self.notifications = inp.notifications
         self.steps: list[StepState] = list(c.steps)
         self.seen: list[str] = list(c.seen_alert_ids)
         self._seen_set = set(self.seen)
@@ -673,6 +674,10 @@ class ContainmentWorkflow:
         self._prune_tasks()
 
     def _notify(self, s: StepState, kind: str, targets: list[str], *, actions: bool) -> None:
+        if not self.notifications:
+            workflow.logger.info("containment.notify_skipped_no_channels",
+                                 extra={"wf": self._wid, "kind": kind})
+            return
         req = NotifyRequest(
             notification_id=f"{s.action_id}:{kind}:{workflow.uuid4().hex[:8]}", kind=kind,
             targets=targets, workflow_id=self._wid, step_id=s.step.step_id,
@@ -711,6 +716,7 @@ class ContainmentWorkflow:
         return ContainmentInput(
             identity=self.identity, search_attributes=self.use_sa,
             idle_close_after=self.idle_close_after, max_updates_per_run=self.max_updates,
+            notifications=self.notifications,
             carried=CarriedState(
                 steps=self.steps, seen_alert_ids=self.seen, alerts_seen=self.alerts_seen,
                 categories_seen=self.categories, max_severity_rank=self.max_severity_rank,

@@ -100,6 +100,9 @@ class ContainmentInput(BaseModel):
         default=True, description="Upsert Stanch search attributes (registered on the server)."
     )
     idle_close_after: timedelta = Field(default=timedelta(days=30))
+    notifications: bool = Field(
+        default=True, description="Any notification channel is configured; when none is, "
+        "notify steps schedule no activity (nothing could be delivered).")
     max_updates_per_run: int = Field(
         default=1000, ge=1,
         description="Continue-as-new after this many updates (Temporal caps a run near 2000).")
