@@ -18,7 +18,7 @@ from stanch.audit import AuditStore
 from stanch.config import Settings
 from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
 from stanch.playbook import Playbook, match
-from workflows.containment import ContainmentWorkflow
+from workflows.containment import ContainmentWorkflow, initial_search_attributes
 from workflows.containment_types import ContainmentInput, NewAlertInput, NewAlertResult
 
 ClientFactory = Callable[[], Awaitable[Client]]
@@ -57,6 +57,8 @@ class Dispatcher:
             id=wid,
             task_queue=self.settings.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=initial_search_attributes(identity)
+            if self.search_attributes else None,
         )
         result: NewAlertResult = await client.execute_update_with_start_workflow(
             ContainmentWorkflow.add_alert,

@@ -16,7 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -29,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEvent,
         AuditType,
         Category,
+        IdentityContext,
         NotifyRequest,
         PlanState,
     )
@@ -62,6 +68,15 @@ with workflow.unsafe.imports_passed_through():
 SA_KIND = SearchAttributeKey.for_keyword("StanchIdentityKind")
 SA_RUNG = SearchAttributeKey.for_int("StanchRung")
 SA_STATUS = SearchAttributeKey.for_keyword("StanchStatus")
+
+def initial_search_attributes(identity: IdentityContext) -> TypedSearchAttributes:
+    """Set at start, so the first alert's upsert has nothing to change."""
+    return TypedSearchAttributes([
+        SearchAttributePair(SA_KIND, identity.ref.kind.value),
+        SearchAttributePair(SA_RUNG, 0),
+        SearchAttributePair(SA_STATUS, ContainmentState.active.value),
+    ])
+
 
 ACTION_TIMEOUT = timedelta(seconds=30)
 ACTION_HEARTBEAT = timedelta(seconds=5)  # the activity beats every second
@@ -706,11 +721,20 @@ class ContainmentWorkflow:
         if not self.use_sa:
             return
         applied = [s.step.action.rung for s in self.steps if s.status in DONE]
-        workflow.upsert_search_attributes([
-            SA_KIND.value_set(self.identity.ref.kind.value),
-            SA_RUNG.value_set(max(applied, default=0)),
-            SA_STATUS.value_set(self._overall_state().value),
-        ])
+        current = workflow.info().typed_search_attributes
+        # Only what changed: each upsert is a history event and a visibility write, and a
+        # storm of alerts that change nothing must not cost one each.
+        kind, rung = self.identity.ref.kind.value, max(applied, default=0)
+        status = self._overall_state().value
+        updates: list[Any] = []
+        if current.get(SA_KIND) != kind:
+            updates.append(SA_KIND.value_set(kind))
+        if current.get(SA_RUNG) != rung:
+            updates.append(SA_RUNG.value_set(rung))
+        if current.get(SA_STATUS) != status:
+            updates.append(SA_STATUS.value_set(status))
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     def _carry(self, inp: ContainmentInput) -> ContainmentInput:
         return ContainmentInput(
