@@ -73,3 +73,6 @@ async def test_tracing_on_with_no_collector_still_contains(
 
     provider = trace.get_tracer_provider()
     assert provider.force_flush(5000) in (True, False)  # type: ignore[attr-defined]
+    # Shut the exporter down here, inside the test: left to interpreter exit, its last
+    # failed export would print after pytest's summary line.
+    provider.shutdown()  # type: ignore[attr-defined]
