@@ -148,28 +148,39 @@ def tcp_open(host: str, port: int) -> Callable[[], bool]:
 
 @dataclass
 class DevCredentials:
-    """Local-only credentials `stanch up` makes on first run, kept under state_dir (0600)."""
+    """Local-only credentials `stanch up` makes on first run, kept under state_dir (0600):
+    an admin API token, a webhook token for every source, the audit checkpoint key."""
 
     admin_token: str
     source_token: str
     path: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
+    checkpoint_key: str = field(default_factory=lambda: "ck_" + secrets.token_urlsafe(32))
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> DevCredentials:
         path = state_dir / "dev-credentials.json"
         if path.exists():
             data = json.loads(path.read_text())
-            return cls(data["admin_token"], data["source_token"], path)
+            creds = cls(data["admin_token"], data["source_token"], path)
+            if data.get("checkpoint_key"):
+                creds.checkpoint_key = data["checkpoint_key"]
+            else:
+                creds._save()  # made by an older `stanch up`: add the key once
+            return creds
         state_dir.mkdir(parents=True, exist_ok=True)
         creds = cls("stk_" + secrets.token_urlsafe(24), "src_" + secrets.token_urlsafe(24), path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"admin_token": creds.admin_token, "source_token": creds.source_token}, f)
+        creds._save()
         return creds
 
+    def _save(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"admin_token": self.admin_token, "source_token": self.source_token,
+                       "checkpoint_key": self.checkpoint_key}, f)
+
     def write_token_files(self, state_dir: Path) -> None:
-        for name, value in (("dev-token", self.admin_token), ("source-token", self.source_token)):
+        for name, value in (("dev-token", self.admin_token), ("source-token", self.source_token),
+                            ("checkpoint-key", self.checkpoint_key)):
             fd = os.open(state_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(value)
@@ -191,6 +202,11 @@ class DevCredentials:
                 for src in ("generic", "splunk", "elastic", "sentinel", "crowdstrike",
                             "datadog", "guardduty", "github", "ocsf")
             } | {"splunk": {"mode": "url_token", "secrets": [self.source_token]}})
+        if settings.audit.checkpoint_key is None and \
+                "STANCH_AUDIT__CHECKPOINT_KEY" not in os.environ:
+            out["STANCH_AUDIT__CHECKPOINT_KEY"] = self.checkpoint_key
+            if "STANCH_AUDIT__CHECKPOINT_INTERVAL_SECONDS" not in os.environ:
+                out["STANCH_AUDIT__CHECKPOINT_INTERVAL_SECONDS"] = "60"
         return out
 
 
@@ -306,5 +322,7 @@ Then see alice's privileged groups gone, and the containment:
        {api}/v1/containments/<workflow_id from the answer>
 
 or with the CLI:  export STANCH_TOKEN=$(cat {state / 'dev-token'}); .venv/bin/stanch status
+verify the audit chain and its signed checkpoints:
+  STANCH_AUDIT__CHECKPOINT_KEY=$(cat {state / 'checkpoint-key'}) .venv/bin/stanch audit verify
 
 Ctrl-C stops everything.""")

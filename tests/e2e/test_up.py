@@ -129,6 +129,7 @@ def test_sample_alert_contains_within_a_second_and_once(stack: dict) -> None:  #
     assert len([r for r in received if r["alert_ids"] == [answer["alert_id"]]]) == 1
     verify = httpx.get(f"{stack['api']}/v1/audit/verify", headers=headers, timeout=5).json()
     assert verify["ok"] is True
+    assert verify["signatures_checked"] is True  # `stanch up` made a checkpoint key
 
 
 def test_ctrl_c_stops_everything(stack: dict) -> None:  # type: ignore[type-arg]
