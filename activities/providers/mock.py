@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import email.utils
-import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +33,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from activities.providers._http import retry_after_header
 from activities.providers.base import PermanentProviderError, TransientProviderError
 from stanch.config import ProviderSettings, Settings
 from stanch.models import Action, ActionResult, ActionStatus, IdentityRef, UndoSpec
@@ -56,21 +55,6 @@ _OPS: dict[Action, frozenset[str]] = {
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _by_name(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -208,7 +192,7 @@ class MockProvider:
         if resp.status_code == 429 or resp.status_code >= 500:
             raise TransientProviderError(
                 what, provider=self.name, status=resp.status_code, code=code,
-                retry_after=_retry_after(resp.headers.get("retry-after")),
+                retry_after=retry_after_header(resp),
             )
         raise PermanentProviderError(what, provider=self.name, status=resp.status_code, code=code)
 
