@@ -7,9 +7,8 @@ ledger and touch the provider: intent (with the before-snapshot) and result are 
 dedup keys, as for containment actions, so a retry neither writes twice nor forgets what
 the principal held before.
 
-Grants need a provider that can add a scope. The mock IdP adds one as the undo of a scope
-reduction (re-add a group); an adapter that defines ``grant_scope(action_id, identity,
-scope)`` and ``revoke_scope(action_id, identity, scope)`` is used directly.
+Grants need an adapter that implements ``ScopeGrantingProvider`` (``grant_scope``,
+``revoke_scope``, ``holds_scope``): every adapter in ``activities/providers`` does.
 """
 
 from __future__ import annotations
@@ -30,13 +29,9 @@ from stanch.audit import AuditStore
 from stanch.config import Settings
 from stanch.logging import get_logger
 from stanch.models import (
-    Action,
-    ActionResult,
-    ActionStatus,
     AuditEvent,
     AuditRecord,
     AuditType,
-    UndoSpec,
 )
 from workflows.elevation import ScopeLeaseWorkflow
 from workflows.elevation_types import (
@@ -134,18 +129,12 @@ class ElevationActivities:
                                                    "lease_ids": req.lease_ids, **data},
                           dedup_key=f"{req.action_id}:{phase}")
 
-    def _supports(self, provider: IdentityProvider, name: str) -> bool:
-        if hasattr(provider, "grant_scope"):
-            return True
-        conf = self.settings.providers.get(name)
-        return conf is not None and conf.type == "mock"
-
     @activity.defn(name="grant_scope")
     async def grant_scope(self, req: ScopeChangeRequest) -> GrantResult:
         """Add the scope unless the principal already holds it (then it is pre-existing)."""
         ref = req.principal
         provider = self._provider(ref.provider)
-        if not self._supports(provider, ref.provider):
+        if not hasattr(provider, "grant_scope"):
             raise ApplicationError(f"provider {ref.provider!r} cannot grant scopes yet",
                                    type="NotSupported", non_retryable=True)
         done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
@@ -168,7 +157,8 @@ class ElevationActivities:
             held_before = bool(holds(snapshot, req.scope)) if holds else req.scope in before
             changed = False
             if not held_before:
-                changed = await self._add(provider, req)
+                changed = bool(await provider.grant_scope(  # type: ignore[attr-defined]
+                    req.action_id, ref, req.scope))
         except ProviderError as err:
             _raise_for(err)
             raise
@@ -181,20 +171,6 @@ class ElevationActivities:
                  preexisting=result.preexisting, changed=changed)
         return result
 
-    async def _add(self, provider: IdentityProvider, req: ScopeChangeRequest) -> bool:
-        grant = getattr(provider, "grant_scope", None)
-        if grant is not None:
-            return bool(await grant(req.action_id, req.principal, req.scope))
-        # The mock adapter adds memberships as the undo of a scope reduction.
-        spec = UndoSpec(action=Action.reduce_scope,
-                        params={"groups": [{"name": req.scope, "privileged": True}]},
-                        description=f"grant {req.scope}")
-        original = ActionResult(action_id=f"{req.action_id}-spec", action=Action.reduce_scope,
-                                identity=req.principal, status=ActionStatus.applied,
-                                changed=True, undo=spec)
-        result = await provider.undo(req.action_id, original)
-        return result.changed
-
     @activity.defn(name="revoke_scope")
     async def revoke_scope(self, req: ScopeChangeRequest) -> RevokeScopeResult:
         """Remove the scope and end the principal's sessions, verified by the provider.
@@ -206,12 +182,8 @@ class ElevationActivities:
         await asyncio.to_thread(self.audit.append, self._event(
             req, AuditType.action_intent, "intent", {"action": "elevation.revoke_scope"}))
         try:
-            revoke = getattr(provider, "revoke_scope", None)
-            if revoke is not None:
-                removed = bool(await revoke(req.action_id, ref, req.scope))
-            else:
-                res = await provider.reduce_scope(req.action_id, ref, {"groups": [req.scope]})
-                removed = res.changed
+            removed = bool(await provider.revoke_scope(  # type: ignore[attr-defined]
+                req.action_id, ref, req.scope))
             sessions = await provider.force_reauth(f"{req.action_id}-sessions", ref, {})
         except ProviderError as err:
             log.warning("elevation.revoke_error", ledger=req.ledger_id, action_id=req.action_id,
