@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -175,6 +175,22 @@ class YamlInventory:
         self._entries = sorted(entries, key=lambda e: e.key)
         self._by_key = {e.key: e for e in self._entries}
         self._sources = dict(sources or {})
+        # Lookup indexes (a resolve per alert must not scan ten thousand entries): by
+        # (field, value as compared), by user name (domain\\user splits on lookup), and by
+        # any name folded to lower case for the loose fallback. Lists keep entry order.
+        self._by_field: dict[tuple[str, str], list[InventoryEntry]] = {}
+        self._by_user: dict[str, list[InventoryEntry]] = {}
+        self._by_name: dict[str, list[InventoryEntry]] = {}
+        fields = sorted({f for fs in _FIELDS.values() for f in fs})
+        for e in self._entries:
+            for f in fields:
+                for v in getattr(e, f):
+                    for key in {(f, v), (f, _ci(v))}:
+                        _add(self._by_field, key, e)
+            for u in e.usernames:
+                _add(self._by_user, _split_user(u)[1], e)
+            for n in e.names():
+                _add(self._by_name, _ci(n), e)
 
     @classmethod
     def from_paths(cls, paths: Sequence[Path]) -> YamlInventory:
@@ -227,8 +243,10 @@ class YamlInventory:
         if not found:
             # A source that names things loosely: try every name we know, then the key.
             fold = _fold(mention.name_type)
-            found = [e for e in self._entries if fold(name) in map(fold, e.names())]
-            found = found or [e for e in self._entries if e.key == name]
+            found = [e for e in self._by_name.get(_ci(name), [])
+                     if fold(name) in map(fold, e.names())]
+            if not found and name in self._by_key:
+                found = [self._by_key[name]]
         chosen = self._narrow(found, mention, source)
         return chosen.context() if chosen else None
 
@@ -236,13 +254,16 @@ class YamlInventory:
 
     def _candidates(self, name: str, name_type: NameType) -> list[InventoryEntry]:
         if name_type in (NameType.domain_user, NameType.username):
-            return [e for e in self._entries if _user_matches(name, e)]
+            return [e for e in self._by_user.get(_split_user(name)[1], [])
+                    if _user_matches(name, e)]
         fields = _FIELDS.get(name_type, ())
         fold = _fold(name_type)
-        return [
-            e for e in self._entries
-            if any(fold(name) == fold(v) for f in fields for v in getattr(e, f))
-        ]
+        hits: dict[int, InventoryEntry] = {}
+        for f in fields:
+            for e in self._by_field.get((f, fold(name)), []):
+                if any(fold(name) == fold(v) for v in getattr(e, f)):
+                    hits[id(e)] = e
+        return sorted(hits.values(), key=lambda e: e.key)
 
     def _narrow(
         self, found: list[InventoryEntry], mention: IdentityMention, source: str
@@ -320,6 +341,12 @@ def _ci(value: str) -> str:
 
 def _same(value: str) -> str:
     return value
+
+
+def _add(index: dict[Any, list[InventoryEntry]], key: Any, entry: InventoryEntry) -> None:
+    bucket = index.setdefault(key, [])
+    if not bucket or bucket[-1] is not entry:
+        bucket.append(entry)
 
 
 def _fold(name_type: NameType) -> Callable[[str], str]:
