@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -164,3 +165,55 @@ class StoredRow:
 
 def index_columns(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: fields.get(name) for name in INDEX_FIELDS}
+
+
+class GroupCommit:
+    """Appends from many threads share transactions: one commit (one fsync) for all of
+    them, each caller still returning only once its own record is durable.
+
+    The caller that takes the write turn commits every event queued so far (up to
+    ``max_batch``); the callers whose events it carried find them done when their turn
+    comes. Under no contention a batch is the one event. If a batch's transaction fails,
+    every caller in it gets the error: none of them was written (one transaction).
+    """
+
+    def __init__(self, write: Callable[[Sequence[AuditEvent]], list[AuditRecord]], *,
+                 max_batch: int = 256) -> None:
+        self._write = write
+        self._max = max_batch
+        self._queue: list[_Slot] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()
+
+    def append(self, event: AuditEvent) -> AuditRecord:
+        slot = _Slot(event)
+        with self._queue_lock:
+            self._queue.append(slot)
+        while not slot.done:
+            with self._turn:
+                if slot.done:
+                    break
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:self._max], self._queue[self._max:]
+                try:
+                    records = self._write([s.event for s in batch])
+                except BaseException as err:
+                    for s in batch:
+                        s.error, s.done = err, True
+                else:
+                    for s, record in zip(batch, records, strict=True):
+                        s.record, s.done = record, True
+        if slot.error is not None:
+            raise slot.error
+        assert slot.record is not None
+        return slot.record
+
+
+class _Slot:
+    __slots__ = ("done", "error", "event", "record")
+
+    def __init__(self, event: AuditEvent) -> None:
+        self.event = event
+        self.done = False
+        self.record: AuditRecord | None = None
+        self.error: BaseException | None = None

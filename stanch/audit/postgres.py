@@ -23,6 +23,7 @@ from stanch.audit.base import (
     GENESIS_HASH,
     AuditError,
     Checkpoint,
+    GroupCommit,
     StoredRow,
     VerifyReport,
     format_ts,
@@ -133,6 +134,7 @@ class PostgresAuditStore:
         self.schema = schema
         self._dsn = dsn
         self._lock = threading.RLock()
+        self._group = GroupCommit(self.append_many)
         self._lock_id = _lock_id(schema)
         self._conn = _connect(dsn, schema)
         row = self._conn.execute("SELECT to_regclass('audit_records')").fetchone()
@@ -167,7 +169,8 @@ class PostgresAuditStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
-        return self.append_many([event])[0]
+        # Concurrent appends share one transaction (and one advisory-lock turn).
+        return self._group.append(event)
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         prepared = [prepare(e) for e in events]

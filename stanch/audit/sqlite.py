@@ -22,6 +22,7 @@ from stanch.audit.base import (
     GENESIS_HASH,
     AuditError,
     Checkpoint,
+    GroupCommit,
     StoredRow,
     VerifyReport,
     format_ts,
@@ -86,6 +87,7 @@ class SqliteAuditStore:
         self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         self._lock = threading.RLock()
+        self._group = GroupCommit(self.append_many)
         with self._lock:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._use_wal(busy_timeout)
@@ -126,7 +128,8 @@ class SqliteAuditStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
-        return self.append_many([event])[0]
+        # Concurrent appends (API requests, activities) share one transaction and fsync.
+        return self._group.append(event)
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         prepared = [prepare(e) for e in events]
