@@ -2,13 +2,16 @@
 
 Appends run in ``BEGIN IMMEDIATE`` transactions, which take SQLite's write lock up front, so
 two processes appending at once are serialized before either reads the chain head or looks
-up a dedup key. Triggers refuse UPDATE and DELETE on records: a mistake cannot rewrite
+up a dedup key. Writers first queue on an OS file lock (``<file>.lock``): the kernel wakes
+the next one the moment the lock is free, where SQLite's busy handler sleeps and polls
+(measured here: p99 35-55 ms and stalls of 0.6 s per append with two busy processes). Triggers refuse UPDATE and DELETE on records: a mistake cannot rewrite
 history, and anyone who drops the triggers to do it on purpose is caught by ``verify``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +20,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 from stanch.audit.base import (
     GENESIS_HASH,
@@ -88,6 +96,7 @@ class SqliteAuditStore:
                                      check_same_thread=False)
         self._lock = threading.RLock()
         self._group = GroupCommit(self.append_many)
+        self._writer_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with self._lock:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._use_wal(busy_timeout)
@@ -118,13 +127,19 @@ class SqliteAuditStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if fcntl is not None:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
@@ -301,6 +316,9 @@ class SqliteAuditStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._writer_fd >= 0:
+                os.close(self._writer_fd)
+                self._writer_fd = -1
 
     def __repr__(self) -> str:
         return f"SqliteAuditStore({str(self.path)!r})"
