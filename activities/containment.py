@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import (
+    FRESH_SNAPSHOT,
     IdentityProvider,
     PermanentProviderError,
     ProviderError,
@@ -161,6 +162,7 @@ class ContainmentActivities:
                     _count(req, "failed")
                 _raise_for(err)
                 raise  # unreachable: _raise_for always raises
+            params[FRESH_SNAPSHOT] = snapshot
             prior = await asyncio.to_thread(
                 self.audit.append,
                 self._event(req, AuditType.action_intent, "intent", {

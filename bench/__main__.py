@@ -75,8 +75,13 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, floa
                    log: Any) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
-    cpu_start = {n: psutil.Process(stack.pid(n)).cpu_times() for n in
-                 ("temporal", "mock-idp", "worker", "api", "floor")}
+    procs = {n: psutil.Process(stack.pid(n)) for n in
+             ("temporal", "mock-idp", "worker", "api", "floor")}
+
+    def cpu() -> dict[str, float]:
+        return {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
+
+    cpu_start = cpu()
     async with Driver(stack, run) as d:
         b = budgets
         phases = [
@@ -93,14 +98,19 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, floa
         ]
         for name, phase in phases:
             t0 = time.perf_counter()
+            c0 = cpu()
             log(f"bench: {name} …")
             out[name] = await phase()
-            out[name]["phase_seconds"] = time.perf_counter() - t0
-            log(f"bench: {name} done in {out[name]['phase_seconds']:.1f}s")
+            secs = time.perf_counter() - t0
+            out[name]["phase_seconds"] = secs
+            # Which process was busy: CPU seconds each used during the phase, and as a
+            # share of one core (the machine has os.cpu_count() of them).
+            out[name]["cpu_seconds"] = {n: round(v - c0[n], 1) for n, v in cpu().items()}
+            busy = ", ".join(f"{n} {v / secs:.0%}" for n, v in
+                             sorted(out[name]["cpu_seconds"].items(), key=lambda kv: -kv[1]))
+            log(f"bench: {name} done in {secs:.1f}s (of one core: {busy})")
         out["errors"] = {"count": len(d.errors), "first": d.errors[:10]}
-    out["cpu_seconds"] = {
-        n: round(sum(psutil.Process(stack.pid(n)).cpu_times()[:2]) - sum(t[:2]), 1)
-        for n, t in cpu_start.items()}
+    out["cpu_seconds"] = {n: round(v - cpu_start[n], 1) for n, v in cpu().items()}
     return out
 
 

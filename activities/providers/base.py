@@ -112,6 +112,13 @@ class ScopeGrantingProvider(Protocol):
         ...
 
 
+# A param the activity adds on an action's *first* attempt: the provider's ``snapshot()``
+# taken just before the intent was recorded. No earlier attempt of this action id can have
+# written (writes happen only after a recorded intent), so an adapter whose snapshot is its
+# working state may plan from it instead of reading the identity again.
+FRESH_SNAPSHOT = "_fresh_snapshot"
+
+
 async def apply(provider: IdentityProvider, action: Action, action_id: str,
                 identity: IdentityRef, params: dict[str, Any]) -> ActionResult:
     """Dispatch one ladder action to the provider method of the same name."""

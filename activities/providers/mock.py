@@ -34,7 +34,11 @@ import httpx
 import structlog
 
 from activities.providers._http import retry_after_header
-from activities.providers.base import PermanentProviderError, TransientProviderError
+from activities.providers.base import (
+    FRESH_SNAPSHOT,
+    PermanentProviderError,
+    TransientProviderError,
+)
 from stanch.config import ProviderSettings, Settings
 from stanch.models import Action, ActionResult, ActionStatus, IdentityRef, UndoSpec
 
@@ -251,17 +255,32 @@ class MockProvider:
     async def snapshot(self, identity: IdentityRef) -> dict[str, Any]:
         return await self._identity(identity.id)
 
-    async def _begin(self, action: Action, action_id: str, identity: IdentityRef
-                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def _read_or_fresh(self, identity_id: str, action_id: str, params: dict[str, Any]
+                             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The state and this action's earlier effects; on a first attempt, the snapshot the
+        activity just took, and none (nothing can have written under this action id)."""
+        fresh = params.get(FRESH_SNAPSHOT)
+        if isinstance(fresh, dict) and action_id not in self._delivered:
+            return copy.deepcopy(fresh), []
+        return await self._read(identity_id, action_id)
+
+    async def _after(self, identity_id: str, resp: dict[str, Any] | None) -> dict[str, Any]:
+        """The identity after our writes: the last write's answer carries it; else read."""
+        if resp is not None and isinstance(resp.get("identity"), dict):
+            return dict(resp["identity"])
+        return await self._identity(identity_id)
+
+    async def _begin(self, action: Action, action_id: str, identity: IdentityRef,
+                     params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Read the state, and the effects of an earlier attempt whose result was lost."""
-        state, prior = await self._read(identity.id, action_id)
+        state, prior = await self._read_or_fresh(identity.id, action_id, params)
         if action_id in self._delivered:
             return state, []
         return state, [c for c in prior if c["op"] in _OPS[action]]
 
     async def reduce_scope(self, action_id: str, identity: IdentityRef,
                            params: dict[str, Any]) -> ActionResult:
-        state, earlier = await self._begin(Action.reduce_scope, action_id, identity)
+        state, earlier = await self._begin(Action.reduce_scope, action_id, identity, params)
         current = _by_name(state["groups"])
         # Provider-neutral playbook params: `remove_groups`, or `only_new_grants` with the
         # grants the alert named (`new_grants`, filled by the planner); else all privileged.
@@ -278,12 +297,13 @@ class MockProvider:
         removed = {c["detail"]["name"]: _by_name([c["detail"]])[c["detail"]["name"]]
                    for c in earlier}
         present = [n for n in targets if n in current]
+        resp = None
         if present:
             resp = await self._write("POST", identity.id, "/groups/remove", action_id,
                                      {"groups": present})
             removed.update(_by_name((resp or {}).get("removed", [])))
 
-        after = await self._identity(identity.id)
+        after = await self._after(identity.id, resp)
         left = [n for n in targets if n in _by_name(after["groups"])]
         if left:
             raise self._verify_failed(identity, f"still a member of {left}")
@@ -296,12 +316,13 @@ class MockProvider:
 
     async def force_reauth(self, action_id: str, identity: IdentityRef,
                            params: dict[str, Any]) -> ActionResult:
-        state, earlier = await self._begin(Action.force_reauth, action_id, identity)
+        state, earlier = await self._begin(Action.force_reauth, action_id, identity, params)
         revoked: list[str] = [sid for c in earlier for sid in c["detail"]["session_ids"]]
+        resp = None
         if state["sessions"]:
             resp = await self._write("POST", identity.id, "/sessions/revoke", action_id)
             revoked += (resp or {}).get("revoked", [])
-        after = await self._identity(identity.id)
+        after = await self._after(identity.id, resp)
         if after["sessions"]:
             raise self._verify_failed(identity, f"{len(after['sessions'])} session(s) remain")
         return self._done(action_id, Action.force_reauth, identity, bool(revoked),
@@ -312,9 +333,10 @@ class MockProvider:
 
     async def rotate(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
-        state, prior = await self._read(identity.id, action_id)
+        state, prior = await self._read_or_fresh(identity.id, action_id, params)
         done = next((c for c in prior if c["op"] == "credential.rotate"), None)
         earlier: list[dict[str, Any]] = []
+        resp: dict[str, Any] | None = None
         if done is not None and action_id in self._delivered:
             # A repeat of a rotation already reported: rotating again would issue a third key.
             return self._done(action_id, Action.rotate, identity, False, before=state,
@@ -335,7 +357,7 @@ class MockProvider:
             resp.pop("secret", None)
             new_id = resp["new_credential_id"]
 
-        after = await self._identity(identity.id)
+        after = await self._after(identity.id, resp)
         now = {c["id"]: c for c in after["credentials"]}
         if now.get(new_id, {}).get("status") != "active":
             raise self._verify_failed(identity, f"new credential {new_id!r} is not active")
@@ -370,13 +392,15 @@ class MockProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
-        state, earlier = await self._begin(Action.revoke, action_id, identity)
+        state, earlier = await self._begin(Action.revoke, action_id, identity, params)
         disabled = any(c["op"] == "identity.disable" for c in earlier)
         deactivated = [c["detail"]["credential_id"] for c in earlier
                        if c["op"] == "credential.deactivate"]
+        last: dict[str, Any] | None = None
         if state["status"] == "active":
             resp = await self._write("POST", identity.id, "/disable", action_id)
             disabled = disabled or bool((resp or {}).get("changed"))
+            last = resp or last
         for cred in state["credentials"]:
             if cred["status"] != "active":
                 continue
@@ -385,8 +409,9 @@ class MockProvider:
                                      missing_ok=True)
             if resp and resp.get("changed"):
                 deactivated.append(cred["id"])
+            last = resp or last
 
-        after = await self._identity(identity.id)
+        after = await self._after(identity.id, last)
         still = [c["id"] for c in after["credentials"] if c["status"] == "active"]
         if after["status"] != "disabled" or still:
             raise self._verify_failed(identity, f"status {after['status']}, active {still}")

@@ -67,6 +67,13 @@ def _ok(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _after(store: Store, identity_id: str, result: dict[str, Any], status: int = 200
+           ) -> JSONResponse:
+    """A write's answer carries the identity as it is now (``identity``), as many IdPs'
+    write responses do: the caller verifies without another round trip."""
+    return _ok({**result, "identity": store.identity(identity_id)}, status)
+
+
 def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
     """Build the app over the SQLite file ``db_path``; seed demo identities into a new file."""
     store = Store(db_path)
@@ -134,19 +141,22 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
     @app.post("/identities/{identity_id}/groups/remove")
     async def remove_groups(identity_id: str, body: RemoveGroups,
                             idempotency_key: str | None = Header(default=None)) -> JSONResponse:
-        return _ok(store.remove_groups(identity_id, body.groups, idempotency_key))
+        changed = store.remove_groups(identity_id, body.groups, idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/groups/add")
     async def add_groups(identity_id: str, body: AddGroups,
                          idempotency_key: str | None = Header(default=None)) -> JSONResponse:
         groups = [(g.name, g.privileged) for g in body.groups]
-        return _ok(store.add_groups(identity_id, groups, idempotency_key))
+        changed = store.add_groups(identity_id, groups, idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/sessions/revoke")
     async def revoke_sessions(identity_id: str,
                               idempotency_key: str | None = Header(default=None)
                               ) -> JSONResponse:
-        return _ok(store.revoke_sessions(identity_id, idempotency_key))
+        changed = store.revoke_sessions(identity_id, idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/credentials/rotate")
     async def rotate_credential(identity_id: str, body: Rotate | None = None,
@@ -158,37 +168,42 @@ def create_app(db_path: Path, *, seed: bool = True) -> FastAPI:
                            f"unknown credential type {body.type!r}; one of {CREDENTIAL_TYPES}")
         result = store.rotate_credential(identity_id, body.credential_id, body.type,
                                          idempotency_key)
-        return _ok(result, 200 if result["replayed"] else 201)
+        return _after(store, identity_id, result, 200 if result["replayed"] else 201)
 
     @app.post("/identities/{identity_id}/credentials/{credential_id}/activate")
     async def activate_credential(identity_id: str, credential_id: str,
                                   idempotency_key: str | None = Header(default=None)
                                   ) -> JSONResponse:
-        return _ok(store.set_credential_status(identity_id, credential_id, "active",
-                                               idempotency_key))
+        changed = store.set_credential_status(identity_id, credential_id, "active",
+                                              idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/credentials/{credential_id}/deactivate")
     async def deactivate_credential(identity_id: str, credential_id: str,
                                     idempotency_key: str | None = Header(default=None)
                                     ) -> JSONResponse:
-        return _ok(store.set_credential_status(identity_id, credential_id, "inactive",
-                                               idempotency_key))
+        changed = store.set_credential_status(identity_id, credential_id, "inactive",
+                                              idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.delete("/identities/{identity_id}/credentials/{credential_id}")
     async def delete_credential(identity_id: str, credential_id: str,
                                 idempotency_key: str | None = Header(default=None)
                                 ) -> JSONResponse:
-        return _ok(store.delete_credential(identity_id, credential_id, idempotency_key))
+        changed = store.delete_credential(identity_id, credential_id, idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/disable")
     async def disable(identity_id: str,
                       idempotency_key: str | None = Header(default=None)) -> JSONResponse:
-        return _ok(store.set_identity_status(identity_id, "disabled", idempotency_key))
+        changed = store.set_identity_status(identity_id, "disabled", idempotency_key)
+        return _after(store, identity_id, changed)
 
     @app.post("/identities/{identity_id}/enable")
     async def enable(identity_id: str,
                      idempotency_key: str | None = Header(default=None)) -> JSONResponse:
-        return _ok(store.set_identity_status(identity_id, "active", idempotency_key))
+        changed = store.set_identity_status(identity_id, "active", idempotency_key)
+        return _after(store, identity_id, changed)
 
     # ---------------------------------------------------------------- test control
 

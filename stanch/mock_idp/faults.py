@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _CONTROL_PREFIXES = ("/faults", "/reset", "/healthz")
 _IDENTITY_PATH = re.compile(r"^/identities/([^/]+)")
@@ -33,6 +33,11 @@ class FaultRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latency_ms: int = Field(default=0, ge=0, le=600_000, description="Delay every match.")
+    reply_latency_ms: int = Field(
+        default=0, ge=0, le=600_000,
+        description="Delay the answer after the request was handled: the write happened, "
+                    "its reply is slow (a lost or late response).",
+    )
     status: int | None = Field(default=None, ge=400, le=599, description="Error to answer.")
     error_rate: float | None = Field(
         default=None, ge=0.0, le=1.0,
@@ -99,6 +104,7 @@ class _Active:
 @dataclass
 class Decision:
     latency_s: float = 0.0
+    reply_latency_s: float = 0.0
     hang_s: float | None = None
     status: int | None = None
     retry_after: float | None = None
@@ -144,9 +150,10 @@ class Faults:
             if not active.matches(method, path, identity):
                 continue
             r = active.rule
-            took = r.latency_ms > 0
+            took = r.latency_ms > 0 or r.reply_latency_ms > 0
             d = decision or Decision()
             d.latency_s += r.latency_ms / 1000.0
+            d.reply_latency_s += r.reply_latency_ms / 1000.0
             if d.status is None and d.hang_s is None:
                 if r.timeout_rate and self.rng.random() < r.timeout_rate:
                     d.hang_s, took = r.hang_ms / 1000.0, True
@@ -207,5 +214,15 @@ class FaultMiddleware:
             return
         if decision.status is not None:
             await _send_error(send, decision.status, decision.retry_after, "error")
+            return
+        if decision.reply_latency_s:
+            delay = decision.reply_latency_s
+
+            async def late_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await asyncio.sleep(delay)
+                await send(message)
+
+            await self.app(scope, receive, late_send)
             return
         await self.app(scope, receive, send)

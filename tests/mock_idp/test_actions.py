@@ -17,6 +17,9 @@ def _post(idp: httpx.Client, path: str, key: str | None = None,
     resp = idp.post(path, json=body, headers={"Idempotency-Key": key} if key else None)
     assert resp.is_success, resp.text
     data: dict[str, Any] = resp.json()
+    # Every write answers with the identity as it is after the write: the same as a read.
+    after = data.pop("identity")
+    assert after == idp.get(path.split("/")[0] + "/identities/" + path.split("/")[2]).json()
     return data
 
 
@@ -67,8 +70,9 @@ def test_credential_activate_deactivate_delete(idp: httpx.Client) -> None:
     assert _post(idp, f"{base}/activate", "y")["changed"] is True
     assert _post(idp, f"{base}/activate", "y")["changed"] is False
     _post(idp, f"{base}/deactivate")
-    assert idp.delete(base, headers={"Idempotency-Key": "z"}).json() == {
-        "changed": True, "deleted": "pwd-bob-0001"}
+    deleted = idp.delete(base, headers={"Idempotency-Key": "z"}).json()
+    assert deleted.pop("identity")["credentials"] == []
+    assert deleted == {"changed": True, "deleted": "pwd-bob-0001"}
     gone = idp.delete(base)
     assert gone.status_code == 404 and gone.json()["error"] == "NoSuchCredential"
     assert idp.get("/identities/u-bob").json()["credentials"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -70,3 +71,27 @@ def test_invalid_rules_are_refused(idp: httpx.Client) -> None:
     assert idp.post("/faults", json={"status": 200}).status_code == 422
     assert idp.post("/faults", json={"bogus": 1}).status_code == 422
     assert idp.get("/faults").json() == []
+
+
+def test_reply_latency_delays_the_answer_not_the_write(idp: httpx.Client,
+                                                       mock_idp_url: str) -> None:
+    idp.post("/faults", json={"reply_latency_ms": 1500, "identity": "u-alice",
+                              "methods": ["POST"], "count": 1}).raise_for_status()
+    answer: dict[str, float] = {}
+
+    def write() -> None:
+        with httpx.Client(base_url=mock_idp_url) as c:
+            t0 = time.monotonic()
+            c.post("/identities/u-alice/sessions/revoke", headers={"Idempotency-Key": "late"})
+            answer["s"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    deadline = time.monotonic() + 1.0
+    changes: list[dict[str, object]] = []
+    while not changes and time.monotonic() < deadline:
+        changes = idp.get("/changes").json()
+    # The change is in the log while the writer still waits for its answer.
+    assert [c["op"] for c in changes] == ["sessions.revoke"] and "s" not in answer
+    thread.join(5)
+    assert answer["s"] >= 1.5

@@ -1,7 +1,8 @@
 """Issue 8: the worker dies after the provider write and before the audit result.
 
-The mock IdP delays every read of the identity, so once the write shows in its change log
-the activity is waiting on its verifying read: kill -9 then. The retry on a new worker must
+The mock IdP delays its answer to every write for this identity (the write is done, the
+reply is late), so once the write shows in its change log the activity is still waiting for
+that reply: kill -9 then. The retry on a new worker must
 find the intent, see the earlier attempt's effect in the change log, and record exactly one
 result — ``applied``, with the true before-state and a full undo — and write nothing twice.
 """
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(sized(180, 
 def test_kill_between_provider_write_and_audit_result(stack: Stack) -> None:
     ident = pool("crash")[0]
     stack.create_identities([ident])
-    stack.faults({"latency_ms": 4000, "identity": ident, "methods": ["GET"]})
+    stack.faults({"reply_latency_ms": 4000, "identity": ident, "methods": ["POST"]})
     t0 = time.monotonic()
     try:
         wid = stack.post_alert(ident, f"crash-alert-{ident}")["workflow_id"]
