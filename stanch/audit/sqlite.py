@@ -4,7 +4,8 @@ Appends run in ``BEGIN IMMEDIATE`` transactions, which take SQLite's write lock 
 two processes appending at once are serialized before either reads the chain head or looks
 up a dedup key. Writers first queue on an OS file lock (``<file>.lock``): the kernel wakes
 the next one the moment the lock is free, where SQLite's busy handler sleeps and polls
-(measured here: p99 35-55 ms and stalls of 0.6 s per append with two busy processes). Triggers refuse UPDATE and DELETE on records: a mistake cannot rewrite
+(measured here: p99 35-55 ms and stalls of 0.6 s per append with two busy processes).
+Triggers refuse UPDATE and DELETE on records: a mistake cannot rewrite
 history, and anyone who drops the triggers to do it on purpose is caught by ``verify``.
 """
 
