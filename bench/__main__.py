@@ -77,6 +77,7 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, floa
     out: dict[str, Any] = {}
     procs = {n: psutil.Process(stack.pid(n)) for n in
              ("temporal", "mock-idp", "worker", "api", "floor")}
+    procs["bench-client"] = psutil.Process()  # the load generator: this process
 
     def cpu() -> dict[str, float]:
         return {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}

@@ -374,8 +374,11 @@ class Driver:
         before = worker.memory_info().rss
         ids = self.take_waiting(n)
         failures = 0
-        query = "WorkflowType = 'ContainmentWorkflow' AND StanchStatus = 'awaiting_approval'"
-        base = (await self.temporal.count_workflows(query)).count
+        # Only containments this phase starts: the approval phase's, just approved, may
+        # still read 'awaiting_approval' in (eventually consistent) visibility.
+        started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        query = ("WorkflowType = 'ContainmentWorkflow' AND StanchStatus = 'awaiting_approval'"
+                 f" AND StartTime >= '{started}'")
 
         async def park(i: int) -> None:
             nonlocal failures
@@ -387,7 +390,7 @@ class Driver:
         waiting = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            waiting = (await self.temporal.count_workflows(query)).count - base
+            waiting = (await self.temporal.count_workflows(query)).count
             if waiting >= n_sent - failures:
                 break
             await asyncio.sleep(0.5)
