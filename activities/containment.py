@@ -171,10 +171,12 @@ class ContainmentActivities:
                     "attempt": activity.info().attempt,
                 }),
             )
-        done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
-        if done is not None and "result" in done.data:
-            # An earlier attempt finished and recorded it; return the recorded result.
-            return ActionResult.model_validate(done.data["result"])
+        if FRESH_SNAPSHOT not in params:
+            # Not the first attempt: an earlier one may have finished and recorded its
+            # result (a result is only ever written after its intent); return that one.
+            done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
+            if done is not None and "result" in done.data:
+                return ActionResult.model_validate(done.data["result"])
 
         PROVIDER_CALLS.labels(req.identity.provider, req.action.value).inc()
         try:

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from temporalio.client import Client
 
 from bench.floor import FLOOR_PATH, FloorWorkflow
+from bench.http import RETRYABLE, Answer, Http
 from bench.stack import FLOOR_QUEUE, Stack, contained_id, upn, waiting_id
 from stanch.models import containment_workflow_id
 
@@ -72,7 +72,7 @@ class AlertRefused(Exception):
 class ChangeWatcher:
     """Tails the mock IdP's change log; resolves the wall time of each identity's first write."""
 
-    def __init__(self, http: httpx.AsyncClient, idp: str, interval: float = 0.02) -> None:
+    def __init__(self, http: Http, idp: str, interval: float = 0.02) -> None:
         self.http = http
         self.idp = idp
         self.interval = interval
@@ -104,7 +104,7 @@ class ChangeWatcher:
                 r = await self.http.get(f"{self.idp}/changes", params={
                     "since": self.since, "limit": 10_000})
                 batch = r.json()
-            except httpx.HTTPError:
+            except (*RETRYABLE, TimeoutError):
                 batch = []
             for c in batch:
                 self.since = c["seq"]
@@ -142,8 +142,7 @@ class Driver:
     def __init__(self, stack: Stack, run_id: str) -> None:
         self.stack = stack
         self.run = run_id
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        self.http = httpx.AsyncClient(timeout=60.0, limits=limits)
+        self.http = Http(connections=200, timeout=60.0)
         self.transport_retries = 0
         self.temporal: Client | None = None
         self.next_contained = 0
@@ -167,7 +166,7 @@ class Driver:
         self.next_waiting += n
         return ids
 
-    async def post_alert(self, body: dict[str, Any]) -> tuple[float, float, httpx.Response]:
+    async def post_alert(self, body: dict[str, Any]) -> tuple[float, float, Answer]:
         """POST one alert; return (wall-clock send time, response ms, response)."""
         sent = time.time()
         t0 = time.perf_counter()
@@ -177,7 +176,7 @@ class Driver:
                     f"{self.stack.api}/v1/alerts/generic", json=body,
                     headers={"Authorization": f"Bearer {self.stack.source_token}"})
                 break
-            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            except RETRYABLE:
                 # A keep-alive connection the server closed as we reused it: a SIEM
                 # redelivers, and Stanch deduplicates the redelivery.
                 self.transport_retries += 1
