@@ -28,6 +28,8 @@ import psutil
 
 from bench import stack as stack_mod
 from bench.e2e import Driver
+from bench.profile import Sampler, pids_for
+from bench.profile import render as render_profiles
 from bench.report import checks, render
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,12 +48,19 @@ class Sizes:
 
 QUICK = Sizes(serial=40, concurrent=200, storm_alerts=1000, approvals=20, waiting=1000)
 
-# Seconds each phase may spend sending (it then finishes what is in flight): what keeps
-# `make bench` under 10 minutes on a loaded machine. A phase cut short says so in the table.
-BUDGETS = {"serial": 70.0, "floor_throughput": 40.0, "contain_throughput": 60.0,
-           "storm": 120.0, "approval": 45.0, "memory": 100.0}
+# Seconds of sending: the whole run's (what keeps `make bench` under 10 minutes on a loaded
+# machine), each phase's most, and what each phase keeps for itself from the phases before
+# it. A phase may use what earlier phases left unused, up to its own most. A phase cut
+# short says so in the table ("N of M (time budget)").
+TOTAL = 520.0
+BUDGETS = {"serial": 60.0, "floor_throughput": 40.0, "contain_throughput": 60.0,
+           "storm": 200.0, "approval": 45.0, "memory": 400.0}
+RESERVED = {"serial": 20.0, "floor_throughput": 15.0, "contain_throughput": 20.0,
+            "storm": 60.0, "approval": 10.0, "memory": 60.0}
+QUICK_TOTAL = 100.0
 QUICK_BUDGETS = {"serial": 15.0, "floor_throughput": 10.0, "contain_throughput": 15.0,
-                 "storm": 20.0, "approval": 10.0, "memory": 20.0}
+                 "storm": 20.0, "approval": 10.0, "memory": 30.0}
+QUICK_RESERVED = {k: v / 2 for k, v in QUICK_BUDGETS.items()}
 
 
 def _machine() -> dict[str, Any]:
@@ -71,7 +80,7 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, float],
+async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
                    log: Any) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
@@ -83,8 +92,10 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, floa
         return {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
 
     cpu_start = cpu()
+    deadline = time.perf_counter() + plan["total"]
+    caps, reserved = plan["budgets"], plan["reserved"]
+    b: dict[str, float] = {}
     async with Driver(stack, run) as d:
-        b = budgets
         phases = [
             ("serial", lambda: d.serial(sizes.serial, b["serial"])),
             ("floor_throughput", lambda: d.floor_throughput(
@@ -97,13 +108,23 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, budgets: dict[str, floa
                                              b["approval"])),
             ("memory", lambda: d.waiting_rss(sizes.waiting, sizes.concurrency, b["memory"])),
         ]
-        for name, phase in phases:
+        names = [n for n, _ in phases]
+        for i, (name, phase) in enumerate(phases):
             t0 = time.perf_counter()
+            later = sum(reserved[n] for n in names[i + 1:])
+            b[name] = max(reserved[name], min(caps[name], deadline - t0 - later))
             c0 = cpu()
-            log(f"bench: {name} …")
+            log(f"bench: {name} (sending for at most {b[name]:.0f}s) …")
+            sampler = None
+            if plan["profile"] and name == plan["profile_phase"]:
+                sampler = Sampler(pids_for(plan["profile"], stack.pid), stack.state, name)
+                sampler.start()
             out[name] = await phase()
             secs = time.perf_counter() - t0
+            if sampler is not None:
+                out["profiles"] = sampler.stop(secs)
             out[name]["phase_seconds"] = secs
+            out[name]["budget_s"] = b[name]
             # Which process was busy: CPU seconds each used during the phase, and as a
             # share of one core (the machine has os.cpu_count() of them).
             out[name]["cpu_seconds"] = {n: round(v - c0[n], 1) for n, v in cpu().items()}
@@ -121,18 +142,34 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in asdict(Sizes()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                             help=f"override (full: {default}, quick: {getattr(QUICK, name)})")
-    parser.add_argument("--profile", choices=["worker", "api"], default=None,
-                        help="run that process under pyinstrument; report in the state dir")
+    parser.add_argument("--profile", default="",
+                        help="comma-separated processes to sample with py-spy during one "
+                             "phase: worker, api, mock-idp, floor (raw stacks in the kept "
+                             "state dir, a summary in the table and the JSON)")
+    parser.add_argument("--profile-phase", default="contain_throughput",
+                        choices=["serial", "floor_throughput", "contain_throughput", "storm",
+                                 "approval", "memory"],
+                        help="which phase --profile samples (default: contain_throughput)")
     parser.add_argument("--budget-scale", type=float, default=None,
-                        help="multiply every phase's time budget (e.g. 10 to never cut short)")
+                        help="multiply every time budget (e.g. 10 to never cut short)")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
     parser.add_argument("--keep", action="store_true", help="keep the temp state dir")
     args = parser.parse_args(argv)
 
     sizes = QUICK if args.quick else Sizes()
-    budgets = dict(QUICK_BUDGETS if args.quick else BUDGETS)
-    if args.budget_scale is not None:
-        budgets = {k: v * args.budget_scale for k, v in budgets.items()}
+    scale = args.budget_scale or 1.0
+    plan: dict[str, Any] = {
+        "total": (QUICK_TOTAL if args.quick else TOTAL) * scale,
+        "budgets": {k: v * scale for k, v in (QUICK_BUDGETS if args.quick else BUDGETS).items()},
+        "reserved": {k: v * scale for k, v in
+                     (QUICK_RESERVED if args.quick else RESERVED).items()},
+        "profile": [p.strip() for p in args.profile.split(",") if p.strip()],
+        "profile_phase": args.profile_phase,
+    }
+    unknown = set(plan["profile"]) - {"worker", "api", "mock-idp", "floor"}
+    if unknown:
+        parser.error(f"--profile: unknown process(es) {sorted(unknown)}; "
+                     "one or more of worker, api, mock-idp, floor")
     sizes = Sizes(**{k: (getattr(args, k) if getattr(args, k) is not None else v)
                      for k, v in asdict(sizes).items()})
 
@@ -144,15 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                  + sizes.storm_identities + sizes.approvals)
     log(f"bench: starting dev server, mock IdP ({contained} bench identities), worker, API …")
     t0 = time.perf_counter()
-    stack = stack_mod.start(contained=contained, waiting=sizes.waiting, profile=args.profile)
+    stack = stack_mod.start(contained=contained, waiting=sizes.waiting)
     log(f"bench: up in {time.perf_counter() - t0:.1f}s (state {stack.state})")
     ok = False
     try:
-        figures = asyncio.run(_measure(stack, sizes, budgets, log))
+        figures = asyncio.run(_measure(stack, sizes, plan, log))
         ok = True
     finally:
         stack.stop()
-        if ok and not args.keep and args.profile is None:
+        if ok and not args.keep and not plan["profile"]:
             import shutil
 
             shutil.rmtree(stack.state, ignore_errors=True)
@@ -160,16 +197,19 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: failed; logs kept in {stack.state / 'logs'}")
     result = {
         "started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
-        "sizes": asdict(sizes), "budgets_s": budgets, "machine": _machine(),
+        "sizes": asdict(sizes), "budgets_s": {k: figures[k].get("budget_s") for k in
+                                              plan["budgets"]} | {"total": plan["total"]},
+        "machine": _machine(),
         "wall_seconds": (datetime.now(UTC) - started).total_seconds(),
         "figures": figures, "checks": checks(figures),
     }
-    if args.profile:
-        result["profile"] = str(stack.state / f"profile-{args.profile}.html")
     path = args.json or RESULTS / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
     print(render(result))
+    if figures.get("profiles"):
+        print()
+        print(render_profiles(figures["profiles"]))
     print(f"\nJSON: {path}")
     return 0
 

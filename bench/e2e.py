@@ -368,11 +368,17 @@ class Driver:
 
     # -------------------------------------------------------------- memory
     async def waiting_rss(self, n: int, concurrency: int, budget: float) -> dict[str, Any]:
+        """Park ``n`` containments on approval (alerts at medium severity and confidence) and
+        read the worker's RSS as they accumulate. The worker caches at most 1,000 workflow
+        runs (the SDK default); beyond that, waiting containments live in Temporal and an
+        evicted run is replayed when its next task comes (a decision, a deadline)."""
         assert self.temporal is not None
         worker = psutil.Process(self.stack.pid("worker"))
         before = worker.memory_info().rss
         ids = self.take_waiting(n)
         failures = 0
+        parked = 0
+        curve: list[tuple[int, float]] = [(0, before / 2**20)]
         # Only containments this phase starts: the approval phase's, just approved, may
         # still read 'awaiting_approval' in (eventually consistent) visibility.
         started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -380,12 +386,26 @@ class Driver:
                  f" AND StartTime >= '{started}'")
 
         async def park(i: int) -> None:
-            nonlocal failures
+            nonlocal failures, parked
             _, _, r = await self.post_alert(alert(f"{self.run}-wait-{ids[i]}", ids[i],
                                                   severity="medium", confidence="medium"))
             failures += r.status_code != 202
+            parked += r.status_code == 202
 
-        secs, n_sent = await bounded(n, concurrency, park, budget)
+        async def sample() -> None:
+            step = max(1, n // 10)
+            mark = step
+            while True:
+                await asyncio.sleep(0.5)
+                if parked >= mark:
+                    curve.append((parked, worker.memory_info().rss / 2**20))
+                    mark += step
+
+        sampler = asyncio.create_task(sample())
+        try:
+            secs, n_sent = await bounded(n, concurrency, park, budget)
+        finally:
+            sampler.cancel()
         waiting = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -395,10 +415,12 @@ class Driver:
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         after = worker.memory_info().rss
+        curve.append((waiting, after / 2**20))
         return {"containments": n_sent, "planned": n, "waiting": waiting, "failures": failures,
-                "seconds_to_park": secs, "rss_before_mb": before / 2**20,
-                "rss_mb": after / 2**20,
-                "kb_per_containment": (after - before) / 1024 / max(1, waiting)}
+                "seconds_to_park": secs, "parked_per_s": n_sent / secs if secs else 0.0,
+                "rss_before_mb": before / 2**20, "rss_mb": after / 2**20,
+                "rss_peak_mb": max(mb for _, mb in curve),
+                "rss_curve_mb": [[c, round(mb, 1)] for c, mb in curve]}
 
 
 def _count_audit(db_path: Path, type_: str, source_id_prefix: str) -> int:

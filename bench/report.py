@@ -90,8 +90,8 @@ def render(result: dict[str, Any]) -> str:
          _ms(ap["round_trip"]["p50_ms"]), "", ""),
         ("approval round trip p99", _ms(ap["round_trip"]["p99_ms"]), "", ""),
         (f"worker RSS, {of(mem['waiting'], mem['planned'])} containments awaiting approval",
-         f"{mem['rss_mb']:.0f} MB (idle {mem['rss_before_mb']:.0f} MB, "
-         f"{mem['kb_per_containment']:.1f} KB each)", "", ""),
+         f"{mem['rss_mb']:.0f} MB (before {mem['rss_before_mb']:.0f} MB, peak "
+         f"{mem['rss_peak_mb']:.0f} MB; parked {mem['parked_per_s']:.0f}/s)", "", ""),
     ]
     err = f["errors"]
     rows.append(("alerts not contained (503 / no write within 60 s)",

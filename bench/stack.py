@@ -98,7 +98,6 @@ class Stack:
     admin_token: str
     source_token: str
     children: dict[str, Child] = field(default_factory=dict)
-    profiled: str | None = None
 
     def pid(self, name: str) -> int:
         proc = self.children[name].proc
@@ -109,14 +108,12 @@ class Stack:
         for name in ("floor", "api", "worker", "mock-idp", "temporal"):
             child = self.children.get(name)
             if child is not None:
-                # pyinstrument renders its report on exit: give it time before SIGKILL.
-                child.stop(grace=120.0 if name == self.profiled else 10.0)
+                child.stop(grace=10.0)
 
 
 def start(*, contained: int, waiting: int, state: Path | None = None,
-          profile: str | None = None, log: object = print) -> Stack:
-    """Start everything and wait until healthy. ``profile``: "worker" or "api" runs that
-    process under pyinstrument (its HTML/text report is written when it stops)."""
+          log: object = print) -> Stack:
+    """Start everything and wait until healthy."""
     state = Path(state or tempfile.mkdtemp(prefix="stanch-bench-")).resolve()
     state.mkdir(parents=True, exist_ok=True)
     ports = {k: free_port() for k in ("temporal", "ui", "api", "idp")}
@@ -150,9 +147,6 @@ def start(*, contained: int, waiting: int, state: Path | None = None,
     logs = state / "logs"
 
     def cmd(name: str) -> list[str]:
-        if profile == name:
-            return [py, "-m", "pyinstrument", "-r", "html", "-o",
-                    str(state / f"profile-{name}.html"), "-m", "stanch.cli", name]
         return [py, "-m", "stanch.cli", name]
 
     t_addr = settings.temporal.address
@@ -169,7 +163,7 @@ def start(*, contained: int, waiting: int, state: Path | None = None,
     }
     stack = Stack(state=state, api=settings.api.url, idp=settings.mock_idp.url,
                   temporal=t_addr, admin_token=creds.admin_token,
-                  source_token=creds.source_token, children=children, profiled=profile)
+                  source_token=creds.source_token, children=children)
     order = list(children.values())
     try:
         children["temporal"].start()

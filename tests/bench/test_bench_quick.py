@@ -20,7 +20,8 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--serial", "3", "--concurrent", "6",
          "--concurrency", "3", "--storm-alerts", "24", "--storm-identities", "4",
-         "--approvals", "2", "--waiting", "6", "--json", str(out)],
+         "--approvals", "2", "--waiting", "6", "--json", str(out),
+         "--profile", "worker,api", "--profile-phase", "contain_throughput"],
         cwd=REPO, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "time-to-contain" in proc.stdout
@@ -40,7 +41,29 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert f["approval"]["round_trip"]["p50_ms"] > 0
     assert f["approval"]["round_trip"]["p99_ms"] > 0
     assert f["memory"]["rss_mb"] > 0 and f["memory"]["containments"] == 6
+    assert f["memory"]["rss_curve_mb"][0][0] == 0 and f["memory"]["parked_per_s"] > 0
+    # py-spy sampled both processes during that phase (or says why it could not).
+    for name in ("worker", "api"):
+        prof = f["profiles"][name]
+        assert "error" in prof or (prof["samples"] >= 0 and Path(prof["raw"]).exists()), prof
+    assert "profile worker" in proc.stdout
     assert set(result["checks"]) == {"ttc_p50_ratio", "ttc_p99_ratio", "throughput_ratio",
                                      "storm_one_workflow_per_identity", "storm_alerts_audited"}
     assert f["errors"]["count"] >= 0
     assert result["machine"]["cpus"] >= 1
+    for phase in ("serial", "contain_throughput", "memory"):
+        assert set(f[phase]["cpu_seconds"]) >= {"temporal", "worker", "api", "bench-client"}
+
+
+def test_profile_summary_reads_collapsed_stacks(tmp_path: Path) -> None:
+    from bench.profile import summarize
+
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "main (stanch/cli/__init__.py:21);run (x.py:1);apply (activities/containment.py:9) 30\n"
+        "main (stanch/cli/__init__.py:21);select (selectors.py:468) 10\n")
+    s = summarize(raw, seconds=1.0)
+    assert s["samples"] == 40 and s["gil_busy"] == 0.4
+    assert s["top_self"][0] == ("apply (activities/containment.py:9)", 0.75)
+    # Entry frames (in every sample) are left out of the Stanch list.
+    assert [f for f, _ in s["top_stanch_inclusive"]] == ["apply (activities/containment.py:9)"]
