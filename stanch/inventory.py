@@ -28,6 +28,7 @@ unknown name — the result is None and the caller reports and audits it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -174,6 +175,10 @@ class YamlInventory:
     ) -> None:
         self._entries = sorted(entries, key=lambda e: e.key)
         self._by_key = {e.key: e for e in self._entries}
+        if len(self._by_key) != len(self._entries):
+            counts = Counter(e.key for e in self._entries)
+            dupes = sorted(k for k, n in counts.items() if n > 1)
+            raise ValueError(f"duplicate identity keys in the inventory: {dupes}")
         self._sources = dict(sources or {})
         # Lookup indexes (a resolve per alert must not scan ten thousand entries): by
         # (field, value as compared), by user name (domain\\user splits on lookup), and by

@@ -10,6 +10,7 @@ collide often.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -155,3 +156,9 @@ def test_large_inventory_resolves_to_the_right_entries() -> None:
     assert found is not None
     assert found == inv.get("mock:id-0")
     assert found.ref.kind is IdentityKind.service_account
+
+
+def test_duplicate_keys_are_refused_by_the_constructor_too() -> None:
+    entry = InventoryEntry(provider="mock", id="a", kind="user", emails=["x@y"])
+    with pytest.raises(ValueError, match="mock:a"):
+        YamlInventory([entry, entry])
