@@ -387,7 +387,8 @@ class MockProvider:
         if not found:
             raise PermanentProviderError(
                 f"identity {identity.id!r}: no active credential to rotate"
-                f" (params {sorted(params)})", provider=self.name, code="NoActiveCredential")
+                f" (params {sorted(k for k in params if not k.startswith('_'))})",
+                provider=self.name, code="NoActiveCredential")
         return found[0]
 
     async def revoke(self, action_id: str, identity: IdentityRef,
