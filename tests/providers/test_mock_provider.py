@@ -14,9 +14,11 @@ import pytest
 import structlog
 
 from activities.providers.base import (
+    FRESH_SNAPSHOT,
     IdentityProvider,
     PermanentProviderError,
     TransientProviderError,
+    apply,
 )
 from activities.providers.mock import MockProvider
 from activities.providers.registry import build_provider
@@ -333,3 +335,41 @@ async def test_inline_retries_ride_out_a_brief_rate_limit(mock_idp_url: str) -> 
     changes = httpx.get(f"{mock_idp_url}/changes",
                         params={"idempotency_key": "act-inline-1"}).json()
     assert len(changes) == len({c["detail"]["name"] for c in changes}) >= 1
+
+
+class _Counter(httpx.AsyncBaseTransport):
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.calls: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("action", list(CASES))
+async def test_first_attempt_plans_from_the_fresh_snapshot_and_verifies_from_the_write(
+        mock_idp_url: str, action: Action) -> None:
+    """With the activity's just-taken snapshot (first attempt), an action makes its writes
+    and nothing else, and its result equals the one planned from fresh reads."""
+    ident = CASES[action]
+    counter = _Counter()
+    provider = MockProvider("mock", mock_idp_url, timeout=5, transport=counter)
+    try:
+        snapshot = await provider.snapshot(ident)
+        counter.calls.clear()
+        fresh = await apply(provider, action, f"fresh-{action.value}", ident,
+                            {FRESH_SNAPSHOT: snapshot})
+        assert counter.calls and all(c.startswith("POST ") for c in counter.calls), counter.calls
+        httpx.post(f"{mock_idp_url}/reset").raise_for_status()
+        read = await apply(provider, action, f"read-{action.value}", ident, {})
+    finally:
+        await provider.aclose()
+    assert fresh.status is read.status is ActionStatus.applied
+    same = ("changed", "before", "irreversible")
+    assert {k: getattr(fresh, k) for k in same} == {k: getattr(read, k) for k in same}
+    if action is not Action.rotate:  # a rotation issues a new credential id each time
+        assert fresh.after == read.after and fresh.undo == read.undo
