@@ -4,17 +4,35 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
+# What the lock resolves: the project's dependencies with every extra, and the build backend.
+LOCK_INPUTS := pyproject.toml requirements/build.in
+LOCK_ARGS := --extra dev --extra bench --generate-hashes --universal --python-version 3.11 \
+	--quiet -o $(LOCK)
 
-.PHONY: install up test lint typecheck pytest bench chaos sysdeps clean
+.PHONY: install up test lint typecheck pytest bench chaos sysdeps clean lock upgrade
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock (every file checked against its hash), then the project itself
+# without touching the lock's pins, and removes anything the lock does not list.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/lockcheck.py --prune
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-# System packages the provider tests need (OpenLDAP's slapd). Installed only when missing.
+# Re-resolve after changing pyproject.toml: pins already in the lock are kept where they
+# still fit. `make upgrade` moves every pin to the newest release, on purpose.
+lock: install
+	$(BIN)/uv pip compile $(LOCK_INPUTS) $(LOCK_ARGS)
+
+upgrade: install
+	$(BIN)/uv pip compile $(LOCK_INPUTS) $(LOCK_ARGS) --upgrade
+
+# System packages the tests need (PostgreSQL's server binaries, OpenLDAP's slapd), from
+# Debian's archive. Installed only when missing; no system service is left running.
 sysdeps:
 	@bash scripts/sysdeps.sh
 

@@ -85,3 +85,24 @@ def settings(tmp_path: Path, mock_idp: str) -> Settings:
 @pytest.fixture()
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A superuser DSN on a PostgreSQL cluster this test session started (tests/pgserver.py),
+    or on the server named by ``STANCH_TEST_POSTGRES_DSN``, on purpose."""
+    import os
+
+    from tests.pgserver import ENV_DSN, PostgresServer, PostgresUnavailable
+
+    if os.environ.get(ENV_DSN):
+        yield os.environ[ENV_DSN]
+        return
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.dsn
+    finally:
+        server.stop()

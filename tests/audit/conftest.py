@@ -12,25 +12,20 @@ import pytest
 
 from stanch.audit import AuditStore, SqliteAuditStore
 
-from .helpers import PG_DSN, Tamper
-
-
-@pytest.fixture(scope="session")
-def pg_available() -> bool:
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-        return True
-    except psycopg.Error:
-        return False
+from .helpers import Tamper, pg_dsn_of
 
 
 @pytest.fixture
-def pg_schema(pg_available: bool) -> Iterator[str]:
-    if not pg_available:
-        pytest.fail("PostgreSQL at 127.0.0.1:5432 is required for the audit suite")
+def pg_dsn(postgres_dsn: str) -> str:
+    """The session's own PostgreSQL (tests/pgserver.py); nothing on 5432 is assumed."""
+    return postgres_dsn
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
     schema = f"audit_test_{uuid.uuid4().hex[:12]}"
     yield schema
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -39,9 +34,10 @@ def _open(kind: str, tmp_path: Any, request: pytest.FixtureRequest) -> AuditStor
         return SqliteAuditStore(tmp_path / "audit.db")
     from stanch.audit.postgres import PostgresAuditStore, setup_postgres
 
+    dsn = request.getfixturevalue("pg_dsn")
     schema = request.getfixturevalue("pg_schema")
-    setup_postgres(PG_DSN, schema)
-    return PostgresAuditStore(PG_DSN, schema=schema)
+    setup_postgres(dsn, schema)
+    return PostgresAuditStore(dsn, schema=schema)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,7 +62,7 @@ def tamper(store: AuditStore) -> Iterator[Tamper]:
         conn.close()
         return
     schema = store.schema  # type: ignore[attr-defined]
-    pg = psycopg.connect(PG_DSN, autocommit=True)
+    pg = psycopg.connect(pg_dsn_of(store), autocommit=True)
     pg.execute(f'SET search_path TO "{schema}"')
     pg.execute("ALTER TABLE audit_records DISABLE TRIGGER USER")
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from stanch.models import AuditEvent, AuditType
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 Tamper = Callable[..., None]
@@ -28,3 +27,9 @@ def event(n: int = 0, **kw: Any) -> AuditEvent:
     base.update(kw)
     return AuditEvent(**base)
 
+
+
+def pg_dsn_of(store: Any) -> str:
+    """The DSN a PostgreSQL store was opened with (the session's own cluster)."""
+    dsn: str = store._dsn
+    return dsn

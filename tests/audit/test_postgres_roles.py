@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from stanch.audit.postgres import WORKER_ROLE, PostgresAuditStore, setup_postgres
 
-from .helpers import PG_DSN, event
-
-WORKER_DSN = f"host=127.0.0.1 port=5432 dbname=test user={WORKER_ROLE}"
+from .helpers import event
 
 
-def test_worker_role_can_append_but_not_rewrite(pg_schema: str) -> None:
-    setup_postgres(PG_DSN, pg_schema)
-    setup_postgres(PG_DSN, pg_schema)  # idempotent
+def test_worker_role_can_append_but_not_rewrite(pg_dsn: str, pg_schema: str) -> None:
+    WORKER_DSN = make_conninfo(pg_dsn, user=WORKER_ROLE)  # noqa: N806
+    setup_postgres(pg_dsn, pg_schema)
+    setup_postgres(pg_dsn, pg_schema)  # idempotent
     worker = PostgresAuditStore(WORKER_DSN, schema=pg_schema)
     worker.append_many([event(i) for i in range(3)])
     worker.checkpoint(b"k", event(9).at)

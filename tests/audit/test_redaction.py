@@ -10,7 +10,7 @@ from psycopg import sql
 from stanch.audit import AuditStore, SqliteAuditStore
 from stanch.models import AuditType
 
-from .helpers import PG_DSN, event
+from .helpers import event, pg_dsn_of
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 BEARER = "Bearer abcDEF123456789ghiJKL"
@@ -39,7 +39,7 @@ def _stored_bytes(store: AuditStore) -> bytes:
         data = b"".join(p.read_bytes() for p in Path(store.path).parent.iterdir()
                         if p.name.startswith("audit.db"))
         return data
-    with psycopg.connect(PG_DSN) as conn:
+    with psycopg.connect(pg_dsn_of(store)) as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(
             sql.Identifier(store.schema)))  # type: ignore[attr-defined]
         rows = conn.execute("SELECT r::text FROM audit_records r").fetchall()

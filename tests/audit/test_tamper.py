@@ -154,7 +154,7 @@ def test_append_only_guard_refuses_updates(store: AuditStore) -> None:
 
     from stanch.audit import SqliteAuditStore
 
-    from .helpers import PG_DSN
+    from .helpers import pg_dsn_of
 
     _fill(store, 2)
     if isinstance(store, SqliteAuditStore):
@@ -163,7 +163,7 @@ def test_append_only_guard_refuses_updates(store: AuditStore) -> None:
             conn.execute("DELETE FROM audit_records WHERE seq = 1")
         conn.close()
     else:
-        with psycopg.connect(PG_DSN) as pg:
+        with psycopg.connect(pg_dsn_of(store)) as pg:
             pg.execute(f'SET search_path TO "{store.schema}"')  # type: ignore[attr-defined]
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 pg.execute("UPDATE audit_records SET subject = 'x' WHERE seq = 1")
