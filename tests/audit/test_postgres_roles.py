@@ -12,10 +12,10 @@ from .helpers import event
 
 
 def test_worker_role_can_append_but_not_rewrite(pg_dsn: str, pg_schema: str) -> None:
-    WORKER_DSN = make_conninfo(pg_dsn, user=WORKER_ROLE)  # noqa: N806
+    worker_dsn = make_conninfo(pg_dsn, user=WORKER_ROLE)
     setup_postgres(pg_dsn, pg_schema)
     setup_postgres(pg_dsn, pg_schema)  # idempotent
-    worker = PostgresAuditStore(WORKER_DSN, schema=pg_schema)
+    worker = PostgresAuditStore(worker_dsn, schema=pg_schema)
     worker.append_many([event(i) for i in range(3)])
     worker.checkpoint(b"k", event(9).at)
     assert [r.seq for r in worker.outbox_pending()] == [1, 2, 3, 4]
@@ -23,7 +23,7 @@ def test_worker_role_can_append_but_not_rewrite(pg_dsn: str, pg_schema: str) -> 
     assert worker.verify(b"k").ok
     worker.close()
 
-    with psycopg.connect(WORKER_DSN, autocommit=True) as conn:
+    with psycopg.connect(worker_dsn, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{pg_schema}"')
         for stmt in ("UPDATE audit_records SET subject = 'x' WHERE seq = 1",
                      "DELETE FROM audit_records WHERE seq = 3",
