@@ -38,28 +38,29 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass
 class Sizes:
     serial: int = 200            # serial samples (floor, time-to-contain)
-    concurrent: int = 500        # workflows / alerts in the 50-concurrent throughput runs
+    concurrent: int = 300        # workflows / alerts in each 50-concurrent throughput run
     concurrency: int = 50
+    rounds: int = 3              # throughput pairs (floor, then Stanch), interleaved
     storm_alerts: int = 10_000
     storm_identities: int = 100
     approvals: int = 100
     waiting: int = 10_000        # containments parked on approval for the RSS figure
 
 
-QUICK = Sizes(serial=40, concurrent=200, storm_alerts=1000, approvals=20, waiting=1000)
+QUICK = Sizes(serial=40, concurrent=100, storm_alerts=1000, approvals=20, waiting=1000)
 
 # Seconds of sending: the whole run's (what keeps `make bench` under 10 minutes on a loaded
 # machine), each phase's most, and what each phase keeps for itself from the phases before
 # it. A phase may use what earlier phases left unused, up to its own most. A phase cut
 # short says so in the table ("N of M (time budget)").
 TOTAL = 540.0
-BUDGETS = {"serial": 60.0, "floor_throughput": 40.0, "contain_throughput": 60.0,
-           "storm": 200.0, "approval": 45.0, "memory": 400.0}
-RESERVED = {"serial": 20.0, "floor_throughput": 15.0, "contain_throughput": 20.0,
-            "storm": 60.0, "approval": 10.0, "memory": 60.0}
+BUDGETS = {"serial": 60.0, "throughput": 150.0, "storm": 200.0, "approval": 45.0,
+           "memory": 400.0}
+RESERVED = {"serial": 20.0, "throughput": 45.0, "storm": 60.0, "approval": 10.0,
+            "memory": 60.0}
 QUICK_TOTAL = 100.0
-QUICK_BUDGETS = {"serial": 15.0, "floor_throughput": 10.0, "contain_throughput": 15.0,
-                 "storm": 20.0, "approval": 10.0, "memory": 30.0}
+QUICK_BUDGETS = {"serial": 15.0, "throughput": 30.0, "storm": 20.0, "approval": 10.0,
+                 "memory": 30.0}
 QUICK_RESERVED = {k: v / 2 for k, v in QUICK_BUDGETS.items()}
 
 
@@ -98,10 +99,8 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
     async with Driver(stack, run) as d:
         phases = [
             ("serial", lambda: d.serial(sizes.serial, b["serial"])),
-            ("floor_throughput", lambda: d.floor_throughput(
-                sizes.concurrent, sizes.concurrency, b["floor_throughput"])),
-            ("contain_throughput", lambda: d.contain_throughput(
-                sizes.concurrent, sizes.concurrency, b["contain_throughput"])),
+            ("throughput", lambda: d.throughput(
+                sizes.rounds, sizes.concurrent, sizes.concurrency, b["throughput"])),
             ("storm", lambda: d.storm(sizes.storm_alerts, sizes.storm_identities,
                                       sizes.concurrency, b["storm"])),
             ("approval", lambda: d.approvals(sizes.approvals, sizes.concurrency,
@@ -146,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated processes to sample with py-spy during one "
                              "phase: worker, api, mock-idp, floor (raw stacks in the kept "
                              "state dir, a summary in the table and the JSON)")
-    parser.add_argument("--profile-phase", default="contain_throughput",
-                        choices=["serial", "floor_throughput", "contain_throughput", "storm",
-                                 "approval", "memory"],
-                        help="which phase --profile samples (default: contain_throughput)")
+    parser.add_argument("--profile-phase", default="throughput",
+                        choices=["serial", "throughput", "storm", "approval", "memory"],
+                        help="which phase --profile samples (default: throughput)")
     parser.add_argument("--budget-scale", type=float, default=None,
                         help="multiply every time budget (e.g. 10 to never cut short)")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
@@ -177,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     started = datetime.now(UTC)
-    contained = (min(5, sizes.serial) + sizes.serial + sizes.concurrent
+    # Fresh identities: floor and Stanch samples alike (warm-up and serial pairs, every
+    # throughput run of both sides), the storm's and the approvals'.
+    contained = (2 * (min(5, sizes.serial) + sizes.serial)
+                 + 2 * sizes.rounds * sizes.concurrent
                  + sizes.storm_identities + sizes.approvals)
     log(f"bench: starting dev server, mock IdP ({contained} bench identities), worker, API …")
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 from temporalio.client import Client
 
-from bench.floor import FLOOR_PATH, FloorWorkflow
+from bench.floor import FloorWorkflow, floor_path
 from bench.http import RETRYABLE, Answer, Http
 from bench.stack import FLOOR_QUEUE, Stack, contained_id, upn, waiting_id
 from stanch.models import containment_workflow_id
@@ -185,13 +185,18 @@ class Driver:
         return sent, (time.perf_counter() - t0) * 1000, r
 
     # -------------------------------------------------------------- floor
-    async def floor_once(self) -> float:
+    async def floor_once(self, watcher: ChangeWatcher, identity: str) -> tuple[float, float]:
+        """One floor workflow on a fresh identity: (ms from start to its POST's write at the
+        mock IdP — the same event and clock as time-to-contain —, ms to completion)."""
         assert self.temporal is not None
+        sent = time.time()
         t0 = time.perf_counter()
         await self.temporal.execute_workflow(
-            FloorWorkflow.run, f"{self.stack.idp}{FLOOR_PATH}",
+            FloorWorkflow.run, f"{self.stack.idp}{floor_path(identity)}",
             id=f"floor-{self.run}-{uuid.uuid4().hex[:12]}", task_queue=FLOOR_QUEUE)
-        return (time.perf_counter() - t0) * 1000
+        complete = (time.perf_counter() - t0) * 1000
+        at = await watcher.first_write(identity)
+        return (at - sent) * 1000, complete
 
     # -------------------------------------------------------------- time to contain
     async def contain_once(self, watcher: ChangeWatcher, identity: str, tag: str
@@ -208,17 +213,21 @@ class Driver:
 
     async def serial(self, n: int, budget: float) -> dict[str, Any]:
         """Floor and time-to-contain samples, alternated, so both see the same machine (it
-        is shared: whatever else runs slows both alike instead of skewing the ratio)."""
+        is shared: whatever else runs slows both alike instead of skewing the ratio). Each
+        sample acts on a fresh identity, so every POST is a real change in the log."""
         floor: Timings = []
+        floor_done: Timings = []
         ttc: Timings = []
         api: Timings = []
         async with ChangeWatcher(self.http, self.stack.idp) as watcher:
             for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
-                await self.floor_once()
+                await self.floor_once(watcher, self.take(1)[0])
                 await self.contain_once(watcher, ident, "warm")
             deadline = time.perf_counter() + budget
             for ident in self.take(n):
-                floor.append(await self.floor_once())
+                w, c = await self.floor_once(watcher, self.take(1)[0])
+                floor.append(w)
+                floor_done.append(c)
                 try:
                     t, a = await self.contain_once(watcher, ident, "serial")
                 except (AlertRefused, TimeoutError) as err:
@@ -228,18 +237,30 @@ class Driver:
                 api.append(a)
                 if time.perf_counter() >= deadline:
                     break
-        return {"floor": summary(floor), "contain": summary(ttc), "api": summary(api)}
+        return {"floor": summary(floor), "floor_complete": summary(floor_done),
+                "contain": summary(ttc), "api": summary(api)}
 
     async def floor_throughput(self, n: int, concurrency: int, budget: float
                                ) -> dict[str, Any]:
+        """The floor under the same closed loop as :meth:`contain_throughput`: workflows/s =
+        written / (last write - first start); latency to the write and to completion."""
+        ids = self.take(n)
         loaded: Timings = []
+        done_ms: Timings = []
+        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
 
-        async def job(_: int) -> None:
-            loaded.append(await self.floor_once())
+            async def job(i: int) -> None:
+                w, c = await self.floor_once(watcher, ids[i])
+                loaded.append(w)
+                done_ms.append(c)
 
-        secs, done = await bounded(n, concurrency, job, budget)
+            start = time.time()
+            await bounded(n, concurrency, job, budget)
+            last = max(watcher.first.get(i, 0.0) for i in ids)
+        done = len(loaded)
+        secs = last - start
         return {"throughput_per_s": done / secs, "n": done, "concurrency": concurrency,
-                "seconds": secs, "latency": summary(loaded)}
+                "seconds": secs, "latency": summary(loaded), "complete": summary(done_ms)}
 
     async def contain_throughput(self, n: int, concurrency: int, budget: float
                                  ) -> dict[str, Any]:
@@ -264,6 +285,30 @@ class Driver:
         done = len(loaded)
         return {"throughput_per_s": done / secs, "n": done, "concurrency": concurrency,
                 "seconds": secs, "latency": summary(loaded)}
+
+    async def throughput(self, rounds: int, n: int, concurrency: int, budget: float
+                         ) -> dict[str, Any]:
+        """``rounds`` pairs of runs, floor then Stanch, interleaved so a slow spell of the
+        machine hits both sides of a pair; the verdicts use the median pair."""
+        pairs: list[dict[str, Any]] = []
+        deadline = time.perf_counter() + budget
+        for r in range(rounds):
+            left = max(1.0, deadline - time.perf_counter())
+            per_side = left / (2 * (rounds - r))
+            floor = await self.floor_throughput(n, concurrency, per_side)
+            contain = await self.contain_throughput(n, concurrency, per_side)
+            pairs.append({
+                "floor": floor, "contain": contain,
+                "ratio": contain["throughput_per_s"] / floor["throughput_per_s"],
+                "p99_ratio": contain["latency"]["p99_ms"] / floor["latency"]["p99_ms"],
+            })
+        ratios = sorted(p["ratio"] for p in pairs)
+        median = sorted(pairs, key=lambda p: p["ratio"])[len(pairs) // 2]
+        return {"rounds": pairs, "floor": median["floor"], "contain": median["contain"],
+                "ratio_median": median["ratio"], "ratio_min": ratios[0],
+                "ratio_max": ratios[-1],
+                "p99_ratio_median": sorted(p["p99_ratio"] for p in pairs)[len(pairs) // 2],
+                "n": sum(p["contain"]["n"] for p in pairs)}
 
     # -------------------------------------------------------------- storm
     async def storm(self, alerts: int, identities: int, concurrency: int,

@@ -1,8 +1,10 @@
 """The floor: the least a durable containment can cost on this Temporal server.
 
 One workflow runs one activity; the activity makes one HTTP POST to the mock IdP
-(``/identities/u-bob/sessions/revoke``), the same kind of I/O a containment step does.
-Anything Stanch spends above this is Stanch's own overhead.
+(``/identities/{id}/sessions/revoke`` on a fresh bench identity, so the POST is a real
+change in the mock IdP's log, stamped on the same clock as a containment's first write),
+the same kind of I/O a containment step does. Anything Stanch spends above this is
+Stanch's own overhead.
 
     python -m bench.floor --address 127.0.0.1:7233 --task-queue bench-floor
 
@@ -21,7 +23,9 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-FLOOR_PATH = "/identities/u-bob/sessions/revoke"
+
+def floor_path(identity: str) -> str:
+    return f"/identities/{identity}/sessions/revoke"
 
 
 class _Poster:

@@ -6,9 +6,12 @@ import math
 from typing import Any
 
 # (figure, limit, direction): the targets.
-TTC_P50_MAX = 1.25   # x floor p50
-TTC_P99_MAX = 1.5    # x floor p99
-THROUGHPUT_MIN = 0.8  # x floor throughput
+# Every floor figure ends at the same event as Stanch's: the mock IdP's change-log `at` of
+# the floor activity's POST, on the same clock (the floor's completion is shown beside it).
+TTC_P50_MAX = 1.0     # x floor p50, serial, to the write
+TTC_P99_MAX = 1.0     # x floor p99, serial, to the write
+THROUGHPUT_MIN = 0.9  # x floor workflows/s, median of the interleaved pairs
+LOADED_P99_MAX = 1.5  # time-to-contain p99 under load, x the floor's to-write p99 alike
 
 
 def _ratio(a: float, b: float) -> float:
@@ -19,8 +22,8 @@ def checks(f: dict[str, Any]) -> dict[str, Any]:
     serial, storm = f["serial"], f["storm"]
     p50 = _ratio(serial["contain"]["p50_ms"], serial["floor"]["p50_ms"])
     p99 = _ratio(serial["contain"]["p99_ms"], serial["floor"]["p99_ms"])
-    tput = _ratio(f["contain_throughput"]["throughput_per_s"],
-                  f["floor_throughput"]["throughput_per_s"])
+    tput = f["throughput"]["ratio_median"]
+    loaded = f["throughput"]["p99_ratio_median"]
     return {
         "ttc_p50_ratio": {"value": p50, "target": f"<= {TTC_P50_MAX}",
                           "pass": p50 <= TTC_P50_MAX},
@@ -28,6 +31,8 @@ def checks(f: dict[str, Any]) -> dict[str, Any]:
                           "pass": p99 <= TTC_P99_MAX},
         "throughput_ratio": {"value": tput, "target": f">= {THROUGHPUT_MIN}",
                              "pass": tput >= THROUGHPUT_MIN},
+        "loaded_p99_ratio": {"value": loaded, "target": f"<= {LOADED_P99_MAX}",
+                             "pass": loaded <= LOADED_P99_MAX},
         "storm_one_workflow_per_identity": {
             "value": storm["one_workflow_per_identity"], "target": "true",
             "pass": bool(storm["one_workflow_per_identity"])},
@@ -43,7 +48,9 @@ def _ms(v: float) -> str:
 
 def render(result: dict[str, Any]) -> str:
     f, c, s = result["figures"], result["checks"], result["sizes"]
-    se, ft, ct = f["serial"], f["floor_throughput"], f["contain_throughput"]
+    se, tp = f["serial"], f["throughput"]
+    ft, ct = tp["floor"], tp["contain"]
+    spread = f"{tp['ratio_min']:.2f}-{tp['ratio_max']:.2f}x over {len(tp['rounds'])} pairs"
     st, ap, mem = f["storm"], f["approval"], f["memory"]
     conc = s["concurrency"]
 
@@ -54,11 +61,16 @@ def render(result: dict[str, Any]) -> str:
         return f"{done:,}" if done >= planned else f"{done:,} of {planned:,} (time budget)"
 
     rows: list[tuple[str, str, str, str]] = [
-        (f"floor: workflow + 1 activity (1 POST), serial p50 (n={se['floor']['n']})",
-         _ms(se["floor"]["p50_ms"]), "", ""),
-        ("floor: serial p99", _ms(se["floor"]["p99_ms"]), "", ""),
-        (f"floor: throughput @{conc} concurrent (n={ft['n']})",
+        (f"floor: workflow + 1 activity, start -> its POST's IdP write, serial p50 "
+         f"(n={se['floor']['n']})", _ms(se["floor"]["p50_ms"]), "", ""),
+        ("floor: serial p99 (to the write)", _ms(se["floor"]["p99_ms"]), "", ""),
+        ("  floor: start -> workflow completed, serial p50 / p99",
+         f"{_ms(se['floor_complete']['p50_ms'])} / {_ms(se['floor_complete']['p99_ms'])}",
+         "", ""),
+        (f"floor: throughput @{conc} concurrent, median pair (n={ft['n']})",
          f"{ft['throughput_per_s']:.1f} wf/s", "", ""),
+        (f"  floor @{conc} concurrent, to the write p50 / p99",
+         f"{_ms(ft['latency']['p50_ms'])} / {_ms(ft['latency']['p99_ms'])}", "", ""),
         (f"time-to-contain (POST sent -> 1st IdP write), serial p50 (n={se['contain']['n']})",
          f"{_ms(se['contain']['p50_ms'])} ({c['ttc_p50_ratio']['value']:.2f}x floor)",
          f"<= {TTC_P50_MAX}x floor", verdict("ttc_p50_ratio")),
@@ -67,11 +79,13 @@ def render(result: dict[str, Any]) -> str:
          f"<= {TTC_P99_MAX}x floor", verdict("ttc_p99_ratio")),
         ("  webhook answered (202), serial p50 / p99",
          f"{_ms(se['api']['p50_ms'])} / {_ms(se['api']['p99_ms'])}", "", ""),
-        (f"alerts contained/s end to end @{conc} concurrent (n={ct['n']})",
-         f"{ct['throughput_per_s']:.1f}/s ({c['throughput_ratio']['value']:.2f}x floor)",
-         f">= {THROUGHPUT_MIN}x floor", verdict("throughput_ratio")),
-        (f"  time-to-contain @{conc} concurrent p50 / p99",
-         f"{_ms(ct['latency']['p50_ms'])} / {_ms(ct['latency']['p99_ms'])}", "", ""),
+        (f"alerts contained/s end to end @{conc} concurrent, median pair (n={ct['n']})",
+         f"{ct['throughput_per_s']:.1f}/s ({c['throughput_ratio']['value']:.2f}x floor; "
+         f"{spread})", f">= {THROUGHPUT_MIN}x floor", verdict("throughput_ratio")),
+        (f"time-to-contain @{conc} concurrent p50 / p99",
+         f"{_ms(ct['latency']['p50_ms'])} / {_ms(ct['latency']['p99_ms'])} "
+         f"(p99 {c['loaded_p99_ratio']['value']:.2f}x floor's to-write p99)",
+         f"<= {LOADED_P99_MAX}x floor", verdict("loaded_p99_ratio")),
         (f"storm: alerts sent over {st['identities']} identities @{conc} concurrent",
          f"{of(st['alerts'], st['alerts_planned'])}; {st['alerts_per_s']:.0f}/s; "
          f"HTTP {st['statuses']}", "", ""),

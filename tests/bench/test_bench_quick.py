@@ -19,19 +19,26 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--serial", "3", "--concurrent", "6",
-         "--concurrency", "3", "--storm-alerts", "24", "--storm-identities", "4",
+         "--concurrency", "3", "--rounds", "2", "--storm-alerts", "24", "--storm-identities", "4",
          "--approvals", "2", "--waiting", "6", "--json", str(out),
-         "--profile", "worker,api", "--profile-phase", "contain_throughput"],
+         "--profile", "worker,api", "--profile-phase", "throughput"],
         cwd=REPO, capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "time-to-contain" in proc.stdout
     result = json.loads(out.read_text())
     f = result["figures"]
-    for side in ("floor", "contain", "api"):
+    for side in ("floor", "floor_complete", "contain", "api"):
         assert f["serial"][side]["n"] >= 1
         assert f["serial"][side]["p50_ms"] > 0 and f["serial"][side]["p99_ms"] > 0
-    for kind in ("floor_throughput", "contain_throughput"):
-        assert f[kind]["throughput_per_s"] > 0 and f[kind]["n"] >= 1
+    # The floor ends at its POST's write, before its workflow completes.
+    assert f["serial"]["floor"]["p50_ms"] < f["serial"]["floor_complete"]["p50_ms"]
+    tp = f["throughput"]
+    assert len(tp["rounds"]) == 2
+    for pair in tp["rounds"]:
+        for kind in ("floor", "contain"):
+            assert pair[kind]["throughput_per_s"] > 0 and pair[kind]["n"] >= 1
+            assert pair[kind]["latency"]["p99_ms"] > 0
+    assert tp["ratio_min"] <= tp["ratio_median"] <= tp["ratio_max"]
     storm = f["storm"]
     for key in ("workflows_created", "alerts_audited", "one_workflow_per_identity",
                 "provider_writes", "alerts_per_s"):
@@ -48,10 +55,11 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
         assert "error" in prof or (prof["samples"] >= 0 and Path(prof["raw"]).exists()), prof
     assert "profile worker" in proc.stdout
     assert set(result["checks"]) == {"ttc_p50_ratio", "ttc_p99_ratio", "throughput_ratio",
-                                     "storm_one_workflow_per_identity", "storm_alerts_audited"}
+                                     "loaded_p99_ratio", "storm_one_workflow_per_identity",
+                                     "storm_alerts_audited"}
     assert f["errors"]["count"] >= 0
     assert result["machine"]["cpus"] >= 1
-    for phase in ("serial", "contain_throughput", "memory"):
+    for phase in ("serial", "throughput", "memory"):
         assert set(f[phase]["cpu_seconds"]) >= {"temporal", "worker", "api", "bench-client"}
 
 
