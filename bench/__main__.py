@@ -135,6 +135,20 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
     return out
 
 
+def _start_postgres(log: Any) -> tuple[Any, str]:
+    """A throwaway cluster (never a server the bench did not start), the audit schema set up
+    by its owner, and the DSN of the worker role the API and worker then use."""
+    from psycopg.conninfo import make_conninfo
+
+    from stanch.audit.postgres import WORKER_ROLE, setup_postgres
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer.start()
+    setup_postgres(server.dsn, "stanch_audit")
+    log(f"bench: PostgreSQL audit store on port {server.port}")
+    return server, make_conninfo(server.dsn, user=WORKER_ROLE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 minutes)")
@@ -150,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="which phase --profile samples (default: throughput)")
     parser.add_argument("--budget-scale", type=float, default=None,
                         help="multiply every time budget (e.g. 10 to never cut short)")
+    parser.add_argument("--audit", choices=["sqlite", "postgres"], default="sqlite",
+                        help="audit store: SQLite under the state dir (default), or a "
+                             "throwaway PostgreSQL cluster the bench starts (tests/pgserver.py) "
+                             "with the worker role's least privilege")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
     parser.add_argument("--keep", action="store_true", help="keep the temp state dir")
     args = parser.parse_args(argv)
@@ -182,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                  + sizes.storm_identities + sizes.approvals)
     log(f"bench: starting dev server, mock IdP ({contained} bench identities), worker, API …")
     t0 = time.perf_counter()
-    stack = stack_mod.start(contained=contained, waiting=sizes.waiting)
+    pg = _start_postgres(log) if args.audit == "postgres" else None
+    try:
+        stack = stack_mod.start(contained=contained, waiting=sizes.waiting,
+                                audit_dsn=pg[1] if pg else None)
+    except BaseException:
+        if pg:
+            pg[0].stop()
+        raise
     log(f"bench: up in {time.perf_counter() - t0:.1f}s (state {stack.state})")
     ok = False
     try:
@@ -190,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
     finally:
         stack.stop()
+        if pg:
+            pg[0].stop()
         if ok and not args.keep and not plan["profile"]:
             import shutil
 
@@ -198,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: failed; logs kept in {stack.state / 'logs'}")
     result = {
         "started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
+        "audit": args.audit,
         "sizes": asdict(sizes), "budgets_s": {k: figures[k].get("budget_s") for k in
                                               plan["budgets"]} | {"total": plan["total"]},
         "machine": _machine(),

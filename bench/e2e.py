@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -345,7 +344,7 @@ class Driver:
             if expected <= set(seen):
                 break
             await asyncio.sleep(0.2)
-        audited = _count_audit(self.stack.state / "audit.db", "alert.received", f"{tag}-")
+        audited = _count_audit(self.stack, "alert.received", f"{tag}-")
         runs_per_id = sorted(set(seen.values()))
         expected = {containment_workflow_id("mock", i) for i in ids[:sent]}
         return {
@@ -468,13 +467,22 @@ class Driver:
                 "rss_curve_mb": [[c, round(mb, 1)] for c, mb in curve]}
 
 
-def _count_audit(db_path: Path, type_: str, source_id_prefix: str) -> int:
+def _count_audit(stack: Stack, type_: str, source_id_prefix: str) -> int:
     """Records of ``type_`` whose alert's source id starts with the prefix (Stanch alert ids
     are hashes of the dedup key, so the source id in the record body is what we can match)."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    like = f'%"source_alert_id":"{source_id_prefix}%'
+    if stack.audit_dsn is not None:
+        import psycopg
+
+        with psycopg.connect(stack.audit_dsn) as pg:
+            pg.execute("SET search_path TO stanch_audit")
+            got = pg.execute("SELECT COUNT(*) FROM audit_records WHERE type = %s"
+                             " AND body::text LIKE %s", (type_, like)).fetchone()
+        return int(got[0]) if got else 0
+    db = sqlite3.connect(f"file:{stack.state / 'audit.db'}?mode=ro", uri=True, timeout=30)
     try:
         row = db.execute("SELECT COUNT(*) FROM audit_records WHERE type = ? AND body LIKE ?",
-                         (type_, f'%"source_alert_id":"{source_id_prefix}%')).fetchone()
+                         (type_, like)).fetchone()
         return int(row[0])
     finally:
         db.close()

@@ -120,7 +120,8 @@ def render(result: dict[str, Any]) -> str:
             for r in rows]
     m = result["machine"]
     out.append(line)
-    out.append(f"{result['mode']} run, {result['wall_seconds']:.0f}s wall; "
+    out.append(f"{result['mode']} run, audit in {result.get('audit', 'sqlite')}, "
+               f"{result['wall_seconds']:.0f}s wall; "
                f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, load at start "
                f"{m['load_avg_at_start'][0]:.2f}; CPU seconds by process: "
                + ", ".join(f"{k} {v}" for k, v in f["cpu_seconds"].items()))

@@ -98,6 +98,7 @@ class Stack:
     admin_token: str
     source_token: str
     children: dict[str, Child] = field(default_factory=dict)
+    audit_dsn: str | None = None  # the PostgreSQL audit store's, when --audit postgres
 
     def pid(self, name: str) -> int:
         proc = self.children[name].proc
@@ -112,7 +113,7 @@ class Stack:
 
 
 def start(*, contained: int, waiting: int, state: Path | None = None,
-          log: object = print) -> Stack:
+          log: object = print, audit_dsn: str | None = None) -> Stack:
     """Start everything and wait until healthy."""
     state = Path(state or tempfile.mkdtemp(prefix="stanch-bench-")).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -132,6 +133,9 @@ def start(*, contained: int, waiting: int, state: Path | None = None,
         "STANCH_PROVIDERS": json.dumps({"mock": {"type": "mock", "options": {
             "url": f"http://127.0.0.1:{ports['idp']}"}}}),
     })
+    if audit_dsn is not None:
+        env_in.update({"STANCH_AUDIT__STORE": "postgres",
+                       "STANCH_AUDIT__POSTGRES_DSN": audit_dsn})
     saved = os.environ.copy()
     os.environ.clear()
     os.environ.update(env_in)
@@ -163,7 +167,7 @@ def start(*, contained: int, waiting: int, state: Path | None = None,
     }
     stack = Stack(state=state, api=settings.api.url, idp=settings.mock_idp.url,
                   temporal=t_addr, admin_token=creds.admin_token,
-                  source_token=creds.source_token, children=children)
+                  source_token=creds.source_token, children=children, audit_dsn=audit_dsn)
     order = list(children.values())
     try:
         children["temporal"].start()
