@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses, only when missing. Needs root (CI is).
+# Install the Debian packages the test suite uses (PostgreSQL, slapd, chromium), only when
+# missing. Needs root (CI is).
 # No system service is left running: the suite starts its own PostgreSQL cluster and slapd
 # on free loopback ports, and never uses a server it did not start.
 set -euo pipefail
@@ -7,6 +8,8 @@ need=()
 have_pg() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1; }
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd ldap-utils)
 have_pg || need+=(postgresql)
+# The console's browser tests drive Debian's chromium through playwright (never a download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "sysdeps: missing ${need[*]} and not root: install them (sudo make sysdeps)" >&2
