@@ -62,7 +62,18 @@ class TemporalSettings(_Section):
 
 class ApiSettings(Endpoint):
     port: int = Field(default=8080, ge=0, le=65535)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Largest request body any endpoint accepts; checked on the declared "
+        "Content-Length and while streaming, before authentication and parsing.")
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600,
+        description="A request body must arrive within this long (slow or lying senders get "
+        "408 and the connection back).")
+    delivery_retention_hours: float = Field(
+        default=24 * 14, gt=0,
+        description="How long the delivery memory (webhook ids, GitHub deliveries, alert ids "
+        "already contained) answers repeats with `deduplicated: true`.")
     public_url: str | None = Field(default=None, description="URL printed for users/links.")
 
 

@@ -16,6 +16,16 @@ CONTAINMENTS = Counter(
     "stanch_containments_total", "Alerts dispatched to containments, by outcome",
     ["outcome"],
 )
+BODIES_REFUSED = Counter(
+    "stanch_request_bodies_refused_total",
+    "Request bodies refused before parsing (413 too large, 408 too slow), by status",
+    ["status"],
+)
+REFUSALS = Counter(
+    "stanch_requests_refused_total",
+    "Authenticated requests refused on state-changing endpoints, by audit type and refusal",
+    ["type", "refusal"],
+)
 DECISIONS = Counter(
     "stanch_decisions_total", "Approval decisions by verdict and outcome",
     ["verdict", "outcome"],

@@ -255,6 +255,7 @@ class AuditType(StrEnum):
     approval_escalated = "approval.escalated"
     decision_recorded = "decision.recorded"
     decision_refused = "decision.refused"
+    access_refused = "access.refused"
     approval_timeout = "approval.timeout"
     action_intent = "action.intent"
     action_result = "action.result"

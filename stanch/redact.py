@@ -59,17 +59,32 @@ def _is_secret_key(key: str) -> bool:
 
 
 def redact(value: Any, extra: list[str] | None = None) -> Any:
-    """Return a copy of ``value`` with secrets masked (dicts, lists, strings; others as-is)."""
-    if isinstance(value, dict):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            if isinstance(k, str) and _is_secret_key(k) and v not in (None, "", [], {}):
-                out[k] = REDACTED if not isinstance(v, bool | int | float) else v
+    """Return a copy of ``value`` with secrets masked (dicts, lists, strings; others as-is).
+
+    Iterative, so a document nested to any depth is masked, never a RecursionError.
+    """
+    if not isinstance(value, dict | list | tuple):
+        return _leaf(value, extra)
+    root: dict[Any, Any] | list[Any] = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for k, v in items:
+            if (isinstance(src, dict) and isinstance(k, str) and _is_secret_key(k)
+                    and v not in (None, "", [], {})):
+                out: Any = REDACTED if not isinstance(v, bool | int | float) else v
+            elif isinstance(v, dict | list | tuple):
+                out = {} if isinstance(v, dict) else []
+                stack.append((v, out))
             else:
-                out[k] = redact(v, extra)
-        return out
-    if isinstance(value, list | tuple):
-        return [redact(v, extra) for v in value]
-    if isinstance(value, str):
-        return redact_text(value, extra)
-    return value
+                out = _leaf(v, extra)
+            if isinstance(dst, dict):
+                dst[k] = out
+            else:
+                dst.append(out)
+    return root
+
+
+def _leaf(value: Any, extra: list[str] | None) -> Any:
+    return redact_text(value, extra) if isinstance(value, str) else value

@@ -114,17 +114,24 @@ def eligible(state: ApprovalState, principal: Principal) -> bool:
     return _eligible(state, principal)
 
 
+def is_subject(principal: Principal, subject_key: str, subject_names: list[str]) -> bool:
+    """Whether the principal is the subject: by identity key, by id, or under any name the
+    subject goes by (aliases; for a person, its owner principal)."""
+    names = {n.lower() for n in subject_names}
+    return (subject_key in principal.identity_keys
+            or subject_key.partition(":")[2] == principal.id
+            or principal.id.lower() in names
+            or any(k.partition(":")[2].lower() in names for k in principal.identity_keys))
+
+
 def refusal(state: ApprovalState | None, principal: Principal, verdict: Verdict) -> str | None:
     """Why this principal may not cast this vote now, or None when they may."""
     if state is None or state.outcome is not ApprovalOutcome.pending:
         return "not pending: this step is not waiting for a decision"
     if state.requester is not None and principal.id == state.requester:
         return "self-approval refused: the requester cannot decide their own request"
-    if state.subject_key is not None and (
-        state.subject_key in principal.identity_keys
-        or state.subject_key.partition(":")[2] == principal.id
-        or principal.id.lower() in state.subject_names
-    ):
+    if state.subject_key is not None and is_subject(principal, state.subject_key,
+                                                     state.subject_names):
         return "refused: the identity under containment cannot decide on itself"
     if any(v.principal == principal.id for v in state.votes):
         return "duplicate vote refused: this principal has already decided on this step"

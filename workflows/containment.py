@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         IdentityContext,
         NotifyRequest,
         PlanState,
+        Principal,
     )
     from stanch.playbook import plan
     from workflows import approvals
@@ -520,6 +521,7 @@ class ContainmentWorkflow:
     def _validate_rollback(self, inp: RollbackInput) -> None:
         if not inp.reason.strip():
             raise ApplicationError("a reason is required", type="ReasonRequired")
+        self._refuse_subject(inp.caller, inp.principal, "roll back")
         if self.closed or self.resolve_request is not None:
             raise ApplicationError("containment is resolved", type="Closed")
 
@@ -532,6 +534,7 @@ class ContainmentWorkflow:
 
     @resolve.validator
     def _validate_resolve(self, inp: ResolveInput) -> None:
+        self._refuse_subject(inp.caller, inp.principal, "resolve")
         if self.closed or self.resolve_request is not None:
             raise ApplicationError("containment is already resolved", type="Closed")
 
@@ -547,6 +550,7 @@ class ContainmentWorkflow:
 
     @confirm.validator
     def _validate_confirm(self, inp: ConfirmInput) -> None:
+        self._refuse_subject(inp.caller, inp.principal, "confirm a step of")
         s = self._find(inp.step_id)
         if s is None:
             raise ApplicationError(f"unknown step {inp.step_id!r}", type="UnknownStep")
@@ -567,6 +571,7 @@ class ContainmentWorkflow:
 
     @acknowledge_review.validator
     def _validate_ack(self, inp: AckInput) -> None:
+        self._refuse_subject(inp.caller, inp.principal, "acknowledge a review of")
         review = next((r for r in self.reviews if r.review_id == inp.review_id), None)
         if review is None:
             raise ApplicationError(f"unknown review {inp.review_id!r}", type="UnknownReview")
@@ -659,6 +664,16 @@ class ContainmentWorkflow:
             irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,
             revert_at=s.revert_at, error=s.error,
         )
+
+    def _refuse_subject(self, caller: Principal | None, principal: str, what: str) -> None:
+        """Validators only (never replayed): the contained identity, under any alias, and
+        for a person its owner principal, may not undo or settle its own containment."""
+        who = caller or Principal(id=principal)
+        if approvals.is_subject(who, self.identity.ref.key, self._subject_names()):
+            raise ApplicationError(
+                f"refused: {who.id} is the identity under containment (or its owner) and "
+                f"cannot {what} its own containment; ask another responder",
+                type="SubjectRefused")
 
     def _subject_names(self) -> list[str]:
         names = [self.identity.ref.id, *self.identity.aliases]

@@ -149,6 +149,9 @@ class DecisionResult(BaseModel):
 class RollbackInput(BaseModel):
     principal: str
     reason: str
+    caller: Principal | None = Field(
+        default=None, description="The verified caller (its identity keys): the subject may "
+        "not act on its own containment.")
 
 
 class UndoneStep(BaseModel):
@@ -171,18 +174,27 @@ class ResolveInput(BaseModel):
     verdict: ResolveVerdict
     principal: str
     reason: str = ""
+    caller: Principal | None = Field(
+        default=None, description="The verified caller (its identity keys): the subject may "
+        "not act on its own containment.")
 
 
 class ConfirmInput(BaseModel):
     step_id: str
     principal: str
     reason: str = ""
+    caller: Principal | None = Field(
+        default=None, description="The verified caller (its identity keys): the subject may "
+        "not act on its own containment.")
 
 
 class AckInput(BaseModel):
     review_id: str
     principal: str
     comment: str = ""
+    caller: Principal | None = Field(
+        default=None, description="The verified caller (its identity keys): the subject may "
+        "not act on its own containment.")
 
 
 class StepView(BaseModel):

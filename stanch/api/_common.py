@@ -12,6 +12,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api.decisions import update_failure
+from stanch.api.refusals import audit_refusal
+from stanch.models import Principal
 
 
 def check_workflow_id(workflow_id: str, pattern: re.Pattern[str], noun: str,
@@ -38,12 +40,19 @@ def failure_response(err: BaseException, *, not_found: str | None = None) -> JSO
 
 
 async def run_update(request: Request, workflow_id: str, update: Any, arg: BaseModel, *,
-                     not_found: str | None = None) -> Any:
-    """Execute one workflow update; its result as JSON, or the failure as 4xx/503."""
+                     not_found: str | None = None, principal: Principal | None = None) -> Any:
+    """Execute one workflow update; its result as JSON, or the failure as 4xx/503.
+
+    A refusal (403) of an authenticated ``principal`` is audited: the update left no history.
+    """
     client = await temporal_client(request)
     handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.execute_update(update, arg)
     except (RPCError, WorkflowUpdateFailedError) as err:
+        status, kind, reason = update_failure(err)
+        if status == 403 and principal is not None:
+            await audit_refusal(request, principal, reason=reason, refusal=kind,
+                                workflow_id=workflow_id)
         return failure_response(err, not_found=not_found)
     return result.model_dump(mode="json") if isinstance(result, BaseModel) else result

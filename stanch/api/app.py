@@ -18,7 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.client import Client
 
 from stanch.api.auth import Authenticator, require
+from stanch.api.limits import BodyLimit
+from stanch.api.refused_webhooks import RefusalTally
 from stanch.audit import AuditStore, open_store
+from stanch.audit.deliveries import open_deliveries
 from stanch.config import Settings
 from stanch.dispatch import Dispatcher
 from stanch.ingest import DeadLetterStore
@@ -55,12 +58,16 @@ def create_app(settings: Settings, *, client: Client | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await app.state.refused_webhooks.close()
+        app.state.deliveries.close()
         app.state.dead_letters.close()
         if owns_audit:
             app.state.audit.close()
 
     app = FastAPI(title="Stanch", version="0.1.0", lifespan=lifespan,
                   description="Graduated, reversible, audited identity containment.")
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
+                       timeout=settings.api.body_timeout_seconds)
     owns_audit = audit is None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     loaded = list(playbooks) if playbooks is not None else load_playbooks([settings.playbooks_dir])
@@ -69,6 +76,8 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.state.inventory = inventory or load_inventory(settings)
     app.state.playbooks = loaded
     app.state.dead_letters = DeadLetterStore.for_settings(settings)
+    app.state.deliveries = open_deliveries(settings)
+    app.state.refused_webhooks = RefusalTally(app.state.audit)
     app.state.authenticator = Authenticator.from_settings(settings)
     app.state.temporal = TemporalHandle(settings, client)
     app.state.dispatcher = Dispatcher(settings, app.state.temporal, lambda: app.state.playbooks,

@@ -33,6 +33,7 @@ import httpx
 import jwt
 from fastapi import HTTPException, Request
 
+from stanch.api.refusals import STATE_CHANGING, audit_refusal
 from stanch.config import ApiToken, ConfigError, OidcSettings, PrincipalSettings, Settings
 from stanch.logging import get_logger
 from stanch.models import Principal, Role
@@ -471,10 +472,11 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
         if not has_role(principal, role):
             log.info("auth.forbidden", principal=principal.id, role=role.value,
                      path=request.url.path)
-            raise HTTPException(
-                status_code=403,
-                detail=f"principal {principal.id!r} lacks the {role.value!r} role",
-            )
+            detail = f"principal {principal.id!r} lacks the {role.value!r} role"
+            if request.method in STATE_CHANGING:
+                await audit_refusal(request, principal, reason=detail, refusal="role",
+                                    workflow_id=request.path_params.get("workflow_id"))
+            raise HTTPException(status_code=403, detail=detail)
         request.state.principal = principal
         return principal
 

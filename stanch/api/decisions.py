@@ -24,7 +24,8 @@ from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import DecisionInput, DecisionResult
 
 # ApplicationError type from the validator → HTTP status for the caller.
-_STATUS = {"DecisionRefused": 403, "UnknownStep": 404, "NotPending": 409, "Closed": 409}
+_STATUS = {"DecisionRefused": 403, "SubjectRefused": 403, "UnknownStep": 404,
+           "NotPending": 409, "Closed": 409}
 
 
 @dataclass

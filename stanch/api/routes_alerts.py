@@ -8,6 +8,7 @@ known identity are accepted and audited as unresolved.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api.decisions import update_failure
+from stanch.api.refused_webhooks import RefusalTally
 from stanch.audit import AuditStore
+from stanch.audit.deliveries import DeliveryMemory
 from stanch.dispatch import Dispatcher
 from stanch.ingest import IngestError, PayloadTooLarge, receive
+from stanch.ingest.registry import SOURCES
 from stanch.inventory import Inventory
 from stanch.logging import get_logger
 from stanch.metrics import CONTAINMENTS
@@ -57,23 +61,28 @@ def _audit_event(type_: AuditType, *, actor: str, reason: str | None = None,
 @router.post("/v1/alerts/{source}", status_code=202)
 async def post_alert(source: str, request: Request) -> JSONResponse:
     settings = request.app.state.settings
-    audit: AuditStore = request.app.state.audit
     now = datetime.now(UTC)
     try:
         body = await _read_body(request, settings.api.max_body_bytes)
         alerts = await receive(
             source, headers=request.headers, query=request.query_params, body=body,
             settings=settings, now=now, dead_letters=request.app.state.dead_letters,
+            replay_cache=_REMEMBERED_AFTER_DISPATCH,
         )
     except IngestError as err:
-        await asyncio.to_thread(audit.append, _audit_event(
-            AuditType.alert_refused, actor=f"source:{source[:64]}", reason=err.reason,
-            data={"status": err.status, "code": err.code,
-                  "client": request.client.host if request.client else None}))
+        # Counted and logged in receive(); audited once a minute per source and reason.
+        tally: RefusalTally = request.app.state.refused_webhooks
+        tally.note(source=source if source in SOURCES else "unknown", code=err.code,
+                   status=err.status, now=now)
         return JSONResponse({"error": err.code, "reason": err.reason}, status_code=err.status)
 
+    delivery = _delivery_key(source, request.headers, body, settings)
+    prior = await _recall(request, [delivery] if delivery else [], now)
+    if prior is not None:
+        log.info("alert.delivery_repeated", source=source)
+        return JSONResponse(_repeated(prior), status_code=202)
     try:
-        results = [await _contain(request, alert) for alert in alerts]
+        results = [await _contain(request, alert, now) for alert in alerts]
     except (RPCError, WorkflowUpdateFailedError, OSError, RuntimeError) as err:
         # Received and audited; the containment could not be started now. A 503 makes the
         # SIEM retry, and the retry is deduplicated everywhere up to this point.
@@ -83,17 +92,87 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
                             status_code=503, headers={"Retry-After": "5"})
     first = results[0] if results else {}
     containments = [c for r in results for c in r["containments"]]
-    return JSONResponse({
+    answer = {
         "alert_id": first.get("alert_id"),
         "workflow_id": containments[0]["workflow_id"] if containments else None,
         "deduplicated": bool(containments) and all(c["deduplicated"] for c in containments),
         "alerts": results,
-    }, status_code=202)
+    }
+    if delivery:
+        await _remember(request, [delivery], answer, now)
+    return JSONResponse(answer, status_code=202)
 
 
-async def _contain(request: Request, alert: Alert) -> dict[str, Any]:
+class _NoReplayRefusal:
+    """The API answers a repeated webhook id from the delivery memory (``deduplicated``),
+    written once the delivery was handled: a retry of a delivery refused with 503 goes
+    through, a repeat of a handled one starts nothing."""
+
+    def check_and_remember(self, key: str, *, now: datetime, ttl_seconds: float) -> bool:
+        return True
+
+
+_REMEMBERED_AFTER_DISPATCH = _NoReplayRefusal()
+
+
+def _delivery_key(source: str, headers: Any, body: bytes, settings: Any) -> str | None:
+    """The sender's own id of this delivery, once its signature held: the Standard Webhooks
+    id (signed), or GitHub's ``X-GitHub-Delivery`` (unsigned, so paired with the body's
+    digest: a changed header cannot stand for another delivery)."""
+    conf = settings.sources.get(source)
+    mode = conf.mode if conf is not None else None
+    if mode == "standard_webhooks" and headers.get("webhook-id"):
+        return f"delivery:{source}:sw:{headers['webhook-id'][:200]}"
+    if mode == "github" and headers.get("x-github-delivery"):
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        return f"delivery:{source}:gh:{headers['x-github-delivery'][:200]}:{digest}"
+    return None
+
+
+async def _recall(request: Request, keys: list[str], now: datetime) -> dict[str, Any] | None:
+    if not keys:
+        return None
+    memory: DeliveryMemory = request.app.state.deliveries
+    try:
+        return await asyncio.to_thread(memory.recall, keys, now=now)
+    except Exception as err:  # the running workflow still deduplicates; go on
+        log.warning("delivery_memory.unavailable", error=type(err).__name__)
+        return None
+
+
+async def _remember(request: Request, keys: list[str], outcome: dict[str, Any],
+                    now: datetime) -> None:
+    settings = request.app.state.settings
+    memory: DeliveryMemory = request.app.state.deliveries
+    try:
+        await asyncio.to_thread(memory.remember, keys, outcome, now=now,
+                                ttl_seconds=settings.api.delivery_retention_hours * 3600)
+    except Exception as err:
+        log.warning("delivery_memory.unavailable", error=type(err).__name__)
+
+
+def _repeated(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A remembered answer, as a repeat: every containment it names is deduplicated."""
+    alerts = outcome.get("alerts") if "alerts" in outcome else [outcome]
+    for a in alerts or []:
+        for c in a.get("containments", []):
+            c["deduplicated"] = True
+    if "alerts" in outcome:
+        outcome["deduplicated"] = True
+    return outcome
+
+
+async def _contain(request: Request, alert: Alert, now: datetime) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(alert_id=alert.id, source=alert.source):
-        return await _contain_bound(request, alert)
+        key = f"received:{alert.id}"
+        prior = await _recall(request, [key], now)
+        if prior is not None:  # contained before, even if that containment is closed
+            CONTAINMENTS.labels("deduplicated").inc()
+            return _repeated(prior)
+        result = await _contain_bound(request, alert)
+        if result["containments"]:
+            await _remember(request, [key], result, now)
+        return result
 
 
 async def _contain_bound(request: Request, alert: Alert) -> dict[str, Any]:

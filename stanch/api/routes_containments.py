@@ -207,7 +207,8 @@ class ReasonBody(BaseModel):
 async def rollback(workflow_id: str, body: ReasonBody, request: Request,
                    principal: Principal = Depends(require(Role.responder))) -> Any:
     return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.rollback,
-                            RollbackInput(principal=principal.id, reason=body.reason))
+                            RollbackInput(principal=principal.id, reason=body.reason,
+                                          caller=principal), principal=principal)
 
 
 class ResolveBody(BaseModel):
@@ -221,7 +222,8 @@ async def resolve(workflow_id: str, body: ResolveBody, request: Request,
                   principal: Principal = Depends(require(Role.responder))) -> Any:
     return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.resolve,
                             ResolveInput(verdict=body.verdict, principal=principal.id,
-                                         reason=body.reason))
+                                         reason=body.reason, caller=principal),
+                            principal=principal)
 
 
 class ConfirmBody(BaseModel):
@@ -235,7 +237,8 @@ async def confirm(workflow_id: str, body: ConfirmBody, request: Request,
                   principal: Principal = Depends(require(Role.responder))) -> Any:
     return await run_update(request, _check_wid(workflow_id), ContainmentWorkflow.confirm,
                             ConfirmInput(step_id=body.step, principal=principal.id,
-                                         reason=body.reason))
+                                         reason=body.reason, caller=principal),
+                            principal=principal)
 
 
 class AckBody(BaseModel):
@@ -249,4 +252,5 @@ async def acknowledge(workflow_id: str, review_id: str, body: AckBody, request: 
     return await run_update(request, _check_wid(workflow_id),
                             ContainmentWorkflow.acknowledge_review,
                             AckInput(review_id=review_id, principal=principal.id,
-                                     comment=body.comment))
+                                     comment=body.comment, caller=principal),
+                            principal=principal)

@@ -19,9 +19,10 @@ from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from stanch.api._common import check_workflow_id, failure_response, temporal_client
+from stanch.api._common import check_workflow_id, failure_response, run_update, temporal_client
 from stanch.api.auth import has_role, require
 from stanch.api.decisions import Decider, update_failure
+from stanch.api.refusals import audit_refusal
 from stanch.config import Settings
 from stanch.inventory import Inventory
 from stanch.models import IdentityKind, IdentityMention, IdentityRef, NameType, Principal, Role
@@ -96,11 +97,15 @@ async def request_elevation(body: ElevationBody, request: Request,
                             principal: Principal = Depends(require(Role.viewer))) -> Any:
     settings: Settings = request.app.state.settings
     ref = _resolve(request, body.principal)
+    refused = None
     if not _may_request(principal, ref):
-        raise HTTPException(403, f"principal {principal.id!r} may request elevations only "
-                                 "for itself (responders: for anyone)")
-    if body.break_glass and not has_role(principal, Role.responder):
-        raise HTTPException(403, "break-glass is for responders")
+        refused = (f"principal {principal.id!r} may request elevations only for itself "
+                   "(responders: for anyone)")
+    elif body.break_glass and not has_role(principal, Role.responder):
+        refused = "break-glass is for responders"
+    if refused is not None:
+        await audit_refusal(request, principal, reason=refused, refusal="not_allowed")
+        raise HTTPException(403, refused)
     scopes = list(dict.fromkeys(s.strip() for s in body.scopes if s.strip()))
     if not scopes:
         raise HTTPException(422, "scopes: name at least one scope")
@@ -197,14 +202,16 @@ async def extend(workflow_id: str, body: ExtendBody, request: Request,
     handle = client.get_workflow_handle(_check_wid(workflow_id))
     try:
         current: ElevationStatus = await handle.query(ElevationWorkflow.status)
-        ref_key = current.principal
-        if not (has_role(principal, Role.responder) or ref_key in principal.identity_keys):
-            raise HTTPException(403, "extending needs a responder or the principal itself")
-        result = await handle.execute_update(ElevationWorkflow.extend, ExtendInput(
-            principal=principal, duration=_duration(body.duration), reason=body.reason))
-    except (RPCError, WorkflowUpdateFailedError) as err:
+    except RPCError as err:
         return _fail(err)
-    return result.model_dump(mode="json")
+    if not (has_role(principal, Role.responder) or current.principal in principal.identity_keys):
+        reason = "extending needs a responder or the principal itself"
+        await audit_refusal(request, principal, reason=reason, refusal="not_allowed",
+                            workflow_id=workflow_id)
+        raise HTTPException(403, reason)
+    return await run_update(request, workflow_id, ElevationWorkflow.extend, ExtendInput(
+        principal=principal, duration=_duration(body.duration), reason=body.reason),
+        not_found="no such elevation", principal=principal)
 
 
 class RevokeBody(BaseModel):
@@ -215,11 +222,6 @@ class RevokeBody(BaseModel):
 @router.post("/{workflow_id}/revoke")
 async def revoke(workflow_id: str, body: RevokeBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
-    client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
-    try:
-        result = await handle.execute_update(ElevationWorkflow.revoke, RevokeInput(
-            principal=principal, reason=body.reason))
-    except (RPCError, WorkflowUpdateFailedError) as err:
-        return _fail(err)
-    return result.model_dump(mode="json")
+    return await run_update(request, _check_wid(workflow_id), ElevationWorkflow.revoke,
+                            RevokeInput(principal=principal, reason=body.reason),
+                            not_found="no such elevation", principal=principal)

@@ -42,15 +42,16 @@ async def slack_interactions(request: Request) -> JSONResponse:
     if secret is None:
         raise HTTPException(404, detail="Slack interactivity is not configured")
 
+    # The app-wide BodyLimit has refused an oversized body before this point; headers and
+    # freshness are checked before the body is read, the signature before it is parsed.
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    signature = request.headers.get("x-slack-signature")
+    _check_freshness(timestamp, signature)
     body = await request.body()
     if len(body) > settings.api.max_body_bytes:
         raise HTTPException(413, detail="request body too large")
-    verify_slack_signature(
-        secret.get_secret_value().encode(),
-        body,
-        timestamp=request.headers.get("x-slack-request-timestamp"),
-        signature=request.headers.get("x-slack-signature"),
-    )
+    verify_slack_signature(secret.get_secret_value().encode(), body, timestamp=timestamp,
+                           signature=signature)
 
     payload = _payload(body)
     if payload.get("type") != "block_actions":
@@ -124,19 +125,27 @@ def verify_slack_signature(
     now: float | None = None,
 ) -> None:
     """Raise a 401 HTTPException unless the Slack signature over ``body`` is valid and fresh."""
-    if not timestamp or not signature:
-        raise HTTPException(401, detail="missing Slack signature headers")
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        raise HTTPException(401, detail="malformed Slack request timestamp") from None
-    current = time.time() if now is None else now
-    if abs(current - ts) > MAX_AGE_SECONDS:
-        raise HTTPException(401, detail="stale Slack request timestamp (replay window 5 min)")
+    _check_freshness(timestamp, signature, now=now)
+    assert timestamp is not None and signature is not None
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise HTTPException(401, detail="bad Slack signature")
+
+
+def _check_freshness(timestamp: str | None, signature: str | None, *,
+                     now: float | None = None) -> None:
+    if not timestamp or not signature:
+        raise HTTPException(401, detail="missing Slack signature headers")
+    try:
+        ts = int(timestamp) if len(timestamp) < 20 else None
+    except ValueError:
+        ts = None
+    if ts is None:
+        raise HTTPException(401, detail="malformed Slack request timestamp")
+    current = time.time() if now is None else now
+    if abs(current - ts) > MAX_AGE_SECONDS:
+        raise HTTPException(401, detail="stale Slack request timestamp (replay window 5 min)")
 
 
 def _payload(body: bytes) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def _severity(rec: AuditRecord) -> int:
     if rec.type in (AuditType.action_failed, AuditType.alert_dead_letter,
                     AuditType.approval_timeout):
         return 3
-    if rec.type in (AuditType.decision_refused, AuditType.alert_refused,
+    if rec.type in (AuditType.decision_refused, AuditType.alert_refused, AuditType.access_refused,
                     AuditType.identity_unresolved):
         return 2
     return 1

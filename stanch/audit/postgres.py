@@ -34,6 +34,7 @@ from stanch.audit.base import (
     storage_dedup_key,
 )
 from stanch.audit.checkpoint import checkpoint_event, sign
+from stanch.audit.deliveries import POSTGRES_DDL
 from stanch.audit.verify import verify_rows
 from stanch.models import AuditEvent, AuditRecord, AuditType
 
@@ -105,6 +106,8 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             # Concurrent set-ups of one schema would race on CREATE … IF NOT EXISTS.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(schema),))
             conn.execute(_SCHEMA)
+            for stmt in POSTGRES_DDL.split(";\n"):  # the API's delivery memory
+                conn.execute(stmt)
         if worker_role is None:
             return
         role = sql.Identifier(worker_role)
@@ -118,6 +121,7 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             "GRANT SELECT, INSERT ON audit_records TO {r}",
             "GRANT SELECT, INSERT ON audit_checkpoints TO {r}",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {r}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON deliveries TO {r}",
         ):
             conn.execute(sql.SQL(stmt).format(s=ident, r=role))
 

@@ -54,12 +54,13 @@ def mask_body(body: bytes) -> bytes:
     """The body with secrets masked: by key when it is JSON, by pattern otherwise."""
     try:
         doc = json.loads(body)
+        return json.dumps(redact(doc), separators=(",", ":")).encode()
     except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the encoder goes: mask it as text.
         try:
             return redact_text(body.decode("utf-8")).encode()
         except UnicodeDecodeError:
             return body
-    return json.dumps(redact(doc), separators=(",", ":")).encode()
 
 
 class DeadLetterStore:

@@ -27,9 +27,16 @@ from stanch.ingest.metrics import ALERTS_RECEIVED, ALERTS_REFUSED
 from stanch.ingest.registry import SOURCES, normalize
 from stanch.logging import get_logger
 from stanch.models import Alert
-from stanch.redact import redact
+from stanch.redact import REDACTED, redact_text
 
 MAX_DEPTH = 64
+# Headers a dead letter keeps in clear (enough to replay and debug); every other value —
+# custom auth and signature headers included — is masked.
+_KEEP_HEADERS = frozenset({
+    "content-type", "content-length", "content-encoding", "user-agent", "host", "accept",
+    "webhook-id", "webhook-timestamp", "x-github-event", "x-github-delivery",
+    "x-github-hook-id", "x-request-id", "x-forwarded-for",
+})
 
 log = get_logger("stanch.ingest")
 
@@ -86,12 +93,19 @@ async def _receive(
     try:
         payload = _parse(body)
         return normalize(source, payload, now)
-    except NormalizeError as err:
+    except (NormalizeError, InvalidPayload) as err:
         await _dead_letter(dead_letters, source, headers, body, err, now, key_id)
         raise
-    except InvalidPayload as err:
-        await _dead_letter(dead_letters, source, headers, body, err, now, key_id)
+    except IngestError:
         raise
+    except Exception as exc:
+        # A normalizer raises only typed errors; anything else (OverflowError from 10**400,
+        # a wrong type deep in a payload) is a payload it could not read: kept, and a 422.
+        typed = NormalizeError("$", f"invalid: could not be normalized "
+                                    f"({type(exc).__name__}: {redact_text(str(exc))[:200]})")
+        log.warning("alert.normalizer_error", source=source, error=type(exc).__name__)
+        await _dead_letter(dead_letters, source, headers, body, typed, now, key_id)
+        raise typed from None
 
 
 def _parse(body: bytes) -> Any:
@@ -134,7 +148,8 @@ async def _dead_letter(
 ) -> None:
     if store is None:
         return
-    kept = redact({str(k): str(v) for k, v in headers.items()})
+    kept = {str(k): (str(v) if str(k).lower() in _KEEP_HEADERS else REDACTED)
+            for k, v in headers.items()}
     try:
         dl_id = await asyncio.to_thread(store.put, source, kept, body, err.reason, now)
     except Exception as e:
