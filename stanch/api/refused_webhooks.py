@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,7 @@ class RefusalTally:
         self._opened: datetime | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one API process
 
     def note(self, *, source: str, code: str, status: int, now: datetime) -> None:
         """Count one refusal (``source`` already reduced to a known name or ``unknown``)."""
@@ -59,8 +61,8 @@ class RefusalTally:
             type=AuditType.alert_refused, at=closed, actor="stanch",
             reason=f"{n} webhook deliveries for source {source!r} refused ({code}, HTTP {status})",
             data={"source": source, "code": code, "status": status, "count": n,
-                  "from": opened.isoformat(), "to": closed.isoformat(), "pid": os.getpid()},
-            dedup_key=f"refused:{os.getpid()}:{opened.isoformat()}:{source}:{code}")
+                  "from": opened.isoformat(), "to": closed.isoformat(), "api": self._instance},
+            dedup_key=f"refused:{self._instance}:{opened.isoformat()}:{source}:{code}")
             for (source, code, status), n in sorted(counts.items())]
         try:
             await asyncio.to_thread(self._audit.append_many, events)

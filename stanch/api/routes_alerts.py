@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from stanch.api.decisions import update_failure
@@ -83,7 +83,8 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
         return JSONResponse(_repeated(prior), status_code=202)
     try:
         results = [await _contain(request, alert, now) for alert in alerts]
-    except (RPCError, WorkflowUpdateFailedError, OSError, RuntimeError) as err:
+    except (RPCError, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError,
+            OSError, RuntimeError) as err:
         # Received and audited; the containment could not be started now. A 503 makes the
         # SIEM retry, and the retry is deduplicated everywhere up to this point.
         _, kind, reason = update_failure(err)
