@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from stanch.config import Settings
+from stanch.statedir import make_private
 from stanch.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
 
 _PR_SET_PDEATHSIG = 1
@@ -44,6 +45,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,9 +185,26 @@ class DevCredentials:
             json.dump({"admin_token": self.admin_token, "source_token": self.source_token,
                        "checkpoint_key": self.checkpoint_key}, f)
 
-    def write_token_files(self, state_dir: Path) -> None:
+    def in_effect(self, settings: Settings) -> set[str]:
+        """The token files that work: those the configuration did not override."""
+        names = set()
+        if not settings.api_tokens and "STANCH_API_TOKENS" not in os.environ:
+            names.add("dev-token")
+        if not settings.sources and "STANCH_SOURCES" not in os.environ:
+            names.add("source-token")
+        if settings.audit.checkpoint_key is None and \
+                "STANCH_AUDIT__CHECKPOINT_KEY" not in os.environ:
+            names.add("checkpoint-key")
+        return names
+
+    def write_token_files(self, state_dir: Path, names: set[str] | None = None) -> None:
+        """Write the files in ``names`` (default: all); remove the others, stale since the
+        configuration overrode them."""
         for name, value in (("dev-token", self.admin_token), ("source-token", self.source_token),
                             ("checkpoint-key", self.checkpoint_key)):
+            if names is not None and name not in names:
+                (state_dir / name).unlink(missing_ok=True)
+                continue
             fd = os.open(state_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(value)
@@ -228,9 +247,9 @@ def up(settings: Settings, *, out: Callable[[str], None] = print,
        wait: bool = True) -> list[Child]:
     """Start everything, wait until healthy, print how to use it; block until signalled."""
     state = settings.state_dir.resolve()
-    state.mkdir(parents=True, exist_ok=True)
+    make_private(state, set_umask=True)
     creds = DevCredentials.load_or_create(state)
-    creds.write_token_files(state)
+    creds.write_token_files(state, creds.in_effect(settings))
     env = child_env(settings, creds.env(settings) | {"STANCH_STATE_DIR": str(state)})
     t_host, _, t_port = settings.temporal.address.rpartition(":")
     for name, host, port in (("Temporal", t_host, int(t_port)),
@@ -284,15 +303,61 @@ def up(settings: Settings, *, out: Callable[[str], None] = print,
     if not wait:
         return children
     try:
-        while all(c.alive() for c in children):
-            time.sleep(0.5)
-        dead = next(c for c in children if not c.alive())
-        out(f"{dead.name} exited unexpectedly; its log ({dead.log_path}):\n{dead.tail()}")
+        reason = Supervisor(children, out=out).run()
+        out(reason)
     except KeyboardInterrupt:
         pass
     finally:
         stop_all()
     return children
+
+
+@dataclass
+class Supervisor:
+    """Keeps the children running like a process manager: a child that dies is restarted
+    after a backoff (0.5 s, doubling, at most ``max_backoff``), and the restart is logged
+    and counted (``Child.restarts``). When one child dies ``max_restarts`` times within
+    ``window`` seconds it keeps dying: :meth:`run` returns why, and the caller stops all."""
+
+    children: Sequence[Child]
+    out: Callable[[str], None] = print
+    max_restarts: int = 5
+    window: float = 120.0
+    max_backoff: float = 30.0
+    poll: float = 0.5
+    _deaths: dict[str, list[float]] = field(default_factory=dict)
+    _due: dict[str, float] = field(default_factory=dict)
+
+    def run(self, until: Callable[[], bool] = lambda: False) -> str:
+        """Supervise until ``until()`` is true (returns "") or a child keeps dying."""
+        while not until():
+            now = time.monotonic()
+            for c in self.children:
+                if c.name in self._due:
+                    if now >= self._due[c.name]:
+                        del self._due[c.name]
+                        c.restarts += 1
+                        c.start()
+                        self.out(f"{c.name} restarted (restart #{c.restarts}, pid "
+                                 f"{c.proc.pid if c.proc else '?'})")
+                    continue
+                if c.alive():
+                    continue
+                code = c.proc.returncode if c.proc is not None else None
+                deaths = [t for t in self._deaths.get(c.name, []) if now - t < self.window]
+                deaths.append(now)
+                self._deaths[c.name] = deaths
+                if len(deaths) > self.max_restarts:
+                    return (f"giving up: {c.name} died {len(deaths)} times in "
+                            f"{self.window:g} s (last exit code {code}); stopping everything."
+                            f" Its log ({c.log_path}):\n{c.tail()}")
+                delay = min(self.max_backoff, 0.5 * 2 ** (len(deaths) - 1))
+                self._due[c.name] = now + delay
+                self.out(f"{c.name} exited (code {code}); restarting in {delay:g} s "
+                         f"({len(deaths)} exit(s) in the last {self.window:g} s). "
+                         f"Last lines of {c.log_path}:\n{c.tail(5)}")
+            time.sleep(self.poll)
+        return ""
 
 
 def _worker_ready(worker: Child) -> None:
@@ -301,15 +366,28 @@ def _worker_ready(worker: Child) -> None:
 
 def _print_banner(settings: Settings, creds: DevCredentials, state: Path,
                   out: Callable[[str], None]) -> None:
+    out(banner(settings, state, creds.in_effect(settings)))
+
+
+def banner(settings: Settings, state: Path, files: set[str]) -> str:
+    """What `stanch up` prints; it names only the token files that work (``files``)."""
     api = settings.api.url
     idp = settings.mock_idp.url
     sample = (Path(__file__).resolve().parent.parent / "examples" / "alerts"
               / "generic-privilege-escalation.json")
     ui = f"http://{settings.temporal.address.rpartition(':')[0]}:{settings.temporal.ui_port}"
-    token_cmd = f"$(cat {state / 'source-token'})"
-    out(f"""
+    own = "your configured API token"
+    api_token = f"$(cat {state / 'dev-token'})" if "dev-token" in files else "$STANCH_TOKEN"
+    src_token = (f"$(cat {state / 'source-token'})" if "source-token" in files
+                 else "<the generic source's token from your configuration>")
+    token_note = f"token: {state / 'dev-token'}" if "dev-token" in files else f"token: {own}"
+    cli = (f"export STANCH_TOKEN=$(cat {state / 'dev-token'}); " if "dev-token" in files
+           else "with STANCH_TOKEN set to your token: ")
+    verify = (f"STANCH_AUDIT__CHECKPOINT_KEY=$(cat {state / 'checkpoint-key'}) "
+              if "checkpoint-key" in files else "")
+    return f"""
 Stanch is up.
-  API          {api}            (token: {state / 'dev-token'})
+  API          {api}            ({token_note})
   mock IdP     {idp}
   Temporal     {settings.temporal.address}  UI {ui}
   logs         {state / 'logs'}
@@ -317,17 +395,17 @@ Stanch is up.
 Send a sample alert (alice was just added to prod-admins):
 
   curl -s -X POST {api}/v1/alerts/generic \\
-       -H "Authorization: Bearer {token_cmd}" \\
+       -H "Authorization: Bearer {src_token}" \\
        -H 'Content-Type: application/json' --data @{sample}
 
 Then see alice's privileged groups gone, and the containment:
 
   curl -s {idp}/identities/u-alice
-  curl -s -H "Authorization: Bearer $(cat {state / 'dev-token'})" \\
+  curl -s -H "Authorization: Bearer {api_token}" \\
        {api}/v1/containments/<workflow_id from the answer>
 
-or with the CLI:  export STANCH_TOKEN=$(cat {state / 'dev-token'}); .venv/bin/stanch status
+or with the CLI:  {cli}.venv/bin/stanch status
 verify the audit chain and its signed checkpoints:
-  STANCH_AUDIT__CHECKPOINT_KEY=$(cat {state / 'checkpoint-key'}) .venv/bin/stanch audit verify
+  {verify}.venv/bin/stanch audit verify
 
-Ctrl-C stops everything.""")
+Ctrl-C stops everything; a part that dies is restarted."""

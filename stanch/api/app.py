@@ -30,6 +30,7 @@ from stanch.logging import get_logger
 from stanch.metrics import APPROVAL_OLDEST_AGE, APPROVALS_PENDING, CONTAINMENTS_OPEN
 from stanch.models import Role
 from stanch.playbook import Playbook, load_playbooks
+from stanch.statedir import make_private
 from stanch.temporal import connect
 
 log = get_logger("stanch.api")
@@ -69,7 +70,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
                        timeout=settings.api.body_timeout_seconds)
     owns_audit = audit is None
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings.state_dir)
     loaded = list(playbooks) if playbooks is not None else load_playbooks([settings.playbooks_dir])
     app.state.settings = settings
     app.state.audit = audit or open_store(settings)
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.state.dead_letters = DeadLetterStore.for_settings(settings)
     app.state.deliveries = open_deliveries(settings)
     app.state.refused_webhooks = RefusalTally(app.state.audit)
+    make_private(settings.state_dir)  # the files just opened: 0600
     app.state.authenticator = Authenticator.from_settings(settings)
     app.state.temporal = TemporalHandle(settings, client)
     app.state.dispatcher = Dispatcher(settings, app.state.temporal, lambda: app.state.playbooks,

@@ -11,6 +11,7 @@ import typer
 from stanch.cli._app import app
 from stanch.config import ConfigError, Settings, load_settings
 from stanch.logging import configure_logging
+from stanch.statedir import make_private
 
 
 def _settings() -> Settings:
@@ -20,6 +21,7 @@ def _settings() -> Settings:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
+    make_private(settings.state_dir, set_umask=True)
     return settings
 
 
