@@ -13,6 +13,7 @@ import email.utils
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -110,3 +111,9 @@ class HttpApi:
                                          retry_after=self._retry_after(response))
         raise PermanentProviderError(detail, provider=self.provider,
                                      status=response.status_code, code=code)
+
+
+def seg(value: object) -> str:
+    """One URL path segment, quoted: an id from the inventory or a provider (``a/../b``,
+    ``x?y``, ``%2e``) can never change which resource a call reaches."""
+    return quote(str(value), safe="")

@@ -45,7 +45,7 @@ from activities.providers._common import (
     wanted,
 )
 from activities.providers._credentials import Purpose, credential
-from activities.providers._http import HttpApi, retry_after_header
+from activities.providers._http import HttpApi, retry_after_header, seg
 from activities.providers.base import PermanentProviderError, TransientProviderError
 from stanch.config import ProviderSettings, Settings
 from stanch.logging import get_logger
@@ -165,11 +165,11 @@ class EntraProvider:
         coll, oid = self._collection(identity), identity.id
         select = ("id,accountEnabled,signInSessionsValidFromDateTime" if coll == "users"
                   else "id,accountEnabled,passwordCredentials")
-        obj = (await self._api.request("GET", f"/{coll}/{oid}", what=f"read {coll} {oid}",
+        obj = (await self._api.request("GET", f"/{coll}/{seg(oid)}", what=f"read {coll} {oid}",
                                        params={"$select": select})).json()
-        groups = [g for g in await self._list(f"/{coll}/{oid}/memberOf", "list memberOf")
+        groups = [g for g in await self._list(f"/{coll}/{seg(oid)}/memberOf", "list memberOf")
                   if g.get("@odata.type") == "#microsoft.graph.group"]
-        roles = await self._list(f"/{coll}/{oid}/appRoleAssignments", "list app roles")
+        roles = await self._list(f"/{coll}/{seg(oid)}/appRoleAssignments", "list app roles")
         state: dict[str, Any] = {
             "accountEnabled": obj.get("accountEnabled"),
             "groups": dict(sorted((g["id"], g.get("displayName", "")) for g in groups)),
@@ -186,7 +186,7 @@ class EntraProvider:
 
     async def _assignments(self, identity: IdentityRef) -> list[dict[str, Any]]:
         coll = self._collection(identity)
-        return await self._list(f"/{coll}/{identity.id}/appRoleAssignments", "list app roles")
+        return await self._list(f"/{coll}/{seg(identity.id)}/appRoleAssignments", "list app roles")
 
     async def snapshot(self, identity: IdentityRef) -> dict[str, Any]:
         return await self._state(identity)
@@ -200,13 +200,14 @@ class EntraProvider:
     # ------------------------------------------------------------------ reduce_scope
 
     async def _remove_member(self, group: str, oid: str) -> bool:
-        r = await self._api.request("DELETE", f"/groups/{group}/members/{oid}/$ref", write=True,
-                                    expect=(204, 404), what=f"remove from group {group}")
+        r = await self._api.request("DELETE", f"/groups/{seg(group)}/members/{seg(oid)}/$ref",
+                                    write=True, expect=(204, 404),
+                                    what=f"remove from group {group}")
         return r.status_code == 204
 
     async def _add_member(self, group: str, oid: str) -> bool:
         r = await self._api.request(
-            "POST", f"/groups/{group}/members/$ref", write=True, expect=(204, 400),
+            "POST", f"/groups/{seg(group)}/members/$ref", write=True, expect=(204, 400),
             what=f"add to group {group}",
             json={"@odata.id": f"{GRAPH}/directoryObjects/{oid}"})
         if r.status_code == 400:
@@ -235,8 +236,8 @@ class EntraProvider:
         removed_groups = [g for g in groups if await self._remove_member(g, oid)]
         removed_roles = []
         for a in assignments:
-            r = await self._api.request("DELETE", f"/{coll}/{oid}/appRoleAssignments/{a['id']}",
-                                        write=True, expect=(204, 404),
+            path = f"/{coll}/{seg(oid)}/appRoleAssignments/{seg(a['id'])}"
+            r = await self._api.request("DELETE", path, write=True, expect=(204, 404),
                                         what="delete app role assignment")
             if r.status_code == 204:
                 removed_roles.append({"resourceId": a["resourceId"],
@@ -270,7 +271,7 @@ class EntraProvider:
         for role in original.undo.params["app_roles"]:
             if f"{role['resourceId']}:{role['appRoleId']}" in before["app_roles"]:
                 continue
-            await self._api.request("POST", f"/{coll}/{oid}/appRoleAssignments", write=True,
+            await self._api.request("POST", f"/{coll}/{seg(oid)}/appRoleAssignments", write=True,
                                     expect=(201,), what="re-post app role assignment",
                                     json={"principalId": oid, **role})
             changed = True
@@ -291,7 +292,7 @@ class EntraProvider:
         if repeat is not None:
             return repeat
         before = await self._state(identity)
-        await self._api.request("POST", f"/users/{identity.id}/revokeSignInSessions",
+        await self._api.request("POST", f"/users/{seg(identity.id)}/revokeSignInSessions",
                                 write=True, expect=(200,), what="revokeSignInSessions")
         after = await self._state(identity)
         log.info("action.applied", provider=self.name, action="force_reauth",
@@ -308,7 +309,7 @@ class EntraProvider:
 
     async def _set_enabled(self, identity: IdentityRef, enabled: bool) -> None:
         coll = self._collection(identity)
-        await self._api.request("PATCH", f"/{coll}/{identity.id}", write=True, expect=(204,),
+        await self._api.request("PATCH", f"/{coll}/{seg(identity.id)}", write=True, expect=(204,),
                                 what=f"set accountEnabled={enabled}",
                                 json={"accountEnabled": enabled})
 
@@ -361,14 +362,14 @@ class EntraProvider:
                                  before=before, after=before, irreversible=True,
                                  message=f"password {old} is already removed")
         made = (await self._api.request(
-            "POST", f"/servicePrincipals/{sp}/addPassword", write=True, expect=(200,),
+            "POST", f"/servicePrincipals/{seg(sp)}/addPassword", write=True, expect=(200,),
             what="addPassword",
             json={"passwordCredential": {"displayName": f"stanch rotation {action_id}"[:100]}},
         )).json()
         new = made["keyId"]
         note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
         made.clear()
-        await self._api.request("POST", f"/servicePrincipals/{sp}/removePassword", write=True,
+        await self._api.request("POST", f"/servicePrincipals/{seg(sp)}/removePassword", write=True,
                                 expect=(204,), what="removePassword", json={"keyId": old})
         after = await self._state(identity)
         self._verify(old not in after["password_key_ids"] and new in after["password_key_ids"],
@@ -385,7 +386,7 @@ class EntraProvider:
 
     async def _groups_of(self, identity: IdentityRef) -> dict[str, str]:
         coll, oid = self._collection(identity), identity.id
-        groups = await self._list(f"/{coll}/{oid}/memberOf", "list memberOf")
+        groups = await self._list(f"/{coll}/{seg(oid)}/memberOf", "list memberOf")
         return {g["id"]: g.get("displayName", "") for g in groups
                 if g.get("@odata.type") == "#microsoft.graph.group"}
 

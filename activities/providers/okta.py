@@ -44,7 +44,7 @@ from activities.providers._common import (
     wanted,
 )
 from activities.providers._credentials import require
-from activities.providers._http import HttpApi, rate_limit_reset
+from activities.providers._http import HttpApi, rate_limit_reset, seg
 from activities.providers.base import PermanentProviderError, TransientProviderError
 from stanch.config import ProviderSettings, Settings
 from stanch.logging import get_logger
@@ -98,10 +98,10 @@ class OktaProvider:
 
     async def _user_state(self, user_id: str) -> dict[str, Any]:
         # GET /api/v1/users/{id}
-        user = (await self._api.request("GET", f"/api/v1/users/{user_id}",
+        user = (await self._api.request("GET", f"/api/v1/users/{seg(user_id)}",
                                         what=f"read user {user_id}")).json()
-        groups = await self._list(f"/api/v1/users/{user_id}/groups", "list user groups")
-        grants = await self._list(f"/api/v1/users/{user_id}/grants", "list user grants")
+        groups = await self._list(f"/api/v1/users/{seg(user_id)}/groups", "list user groups")
+        grants = await self._list(f"/api/v1/users/{seg(user_id)}/grants", "list user grants")
         return {
             "status": user.get("status"),
             "groups": dict(sorted((g["id"], g.get("profile", {}).get("name", ""))
@@ -112,7 +112,7 @@ class OktaProvider:
 
     async def _app_state(self, app_id: str) -> dict[str, Any]:
         # GET /api/v1/apps/{appId}/credentials/secrets
-        r = await self._api.request("GET", f"/api/v1/apps/{app_id}/credentials/secrets",
+        r = await self._api.request("GET", f"/api/v1/apps/{seg(app_id)}/credentials/secrets",
                                     what=f"list client secrets of {app_id}")
         return {"secrets": {s["id"]: s.get("status") for s in r.json()}}
 
@@ -137,7 +137,7 @@ class OktaProvider:
     async def _membership(self, group_id: str, user_id: str, present: bool) -> None:
         # PUT|DELETE /api/v1/groups/{groupId}/users/{userId}: both 204, idempotent
         await self._api.request("PUT" if present else "DELETE",
-                                f"/api/v1/groups/{group_id}/users/{user_id}", write=True,
+                                f"/api/v1/groups/{seg(group_id)}/users/{seg(user_id)}", write=True,
                                 expect=(204,), what=f"group {group_id} membership")
 
     async def reduce_scope(self, action_id: str, identity: IdentityRef,
@@ -188,19 +188,19 @@ class OktaProvider:
         uid = identity.id
         before = await self._user_state(uid)
         # DELETE /api/v1/users/{userId}/sessions?oauthTokens=true
-        await self._api.request("DELETE", f"/api/v1/users/{uid}/sessions", write=True,
+        await self._api.request("DELETE", f"/api/v1/users/{seg(uid)}/sessions", write=True,
                                 expect=(204,), params={"oauthTokens": "true"},
                                 what="revoke sessions")
         grants = params.get("grants")
         if grants is True and before["grants"]:
             # DELETE /api/v1/users/{userId}/grants
-            await self._api.request("DELETE", f"/api/v1/users/{uid}/grants", write=True,
+            await self._api.request("DELETE", f"/api/v1/users/{seg(uid)}/grants", write=True,
                                     expect=(204,), what="revoke user grants")
         elif isinstance(grants, list):
             for client_id in grants:
                 # DELETE /api/v1/users/{userId}/clients/{clientId}/grants
-                await self._api.request("DELETE", f"/api/v1/users/{uid}/clients/{client_id}"
-                                        "/grants", write=True, expect=(204,),
+                await self._api.request("DELETE", f"/api/v1/users/{seg(uid)}/clients/"
+                                        f"{seg(client_id)}/grants", write=True, expect=(204,),
                                         what=f"revoke grants for client {client_id}")
         after = await self._user_state(uid)
         if grants is True:
@@ -220,7 +220,7 @@ class OktaProvider:
 
     async def _lifecycle(self, uid: str, op: str) -> None:
         # POST /api/v1/users/{id}/lifecycle/{suspend|unsuspend}
-        await self._api.request("POST", f"/api/v1/users/{uid}/lifecycle/{op}", write=True,
+        await self._api.request("POST", f"/api/v1/users/{seg(uid)}/lifecycle/{op}", write=True,
                                 expect=(200,), what=f"{op} user {uid}")
 
     async def revoke(self, action_id: str, identity: IdentityRef,
@@ -258,7 +258,7 @@ class OktaProvider:
     # ------------------------------------------------------------------ rotate
 
     async def _secret_op(self, app_id: str, secret_id: str, op: str) -> None:
-        path = f"/api/v1/apps/{app_id}/credentials/secrets/{secret_id}"
+        path = f"/api/v1/apps/{seg(app_id)}/credentials/secrets/{seg(secret_id)}"
         if op == "delete":
             # DELETE …/secrets/{secretId} (only inactive secrets)
             await self._api.request("DELETE", path, write=True, expect=(204,),
@@ -303,7 +303,7 @@ class OktaProvider:
             await self._secret_op(app, extra, "delete")
             deleted = extra
         # POST /api/v1/apps/{appId}/credentials/secrets
-        made = (await self._api.request("POST", f"/api/v1/apps/{app}/credentials/secrets",
+        made = (await self._api.request("POST", f"/api/v1/apps/{seg(app)}/credentials/secrets",
                                         write=True, expect=(201,), json={},
                                         what="create client secret")).json()
         new = made["id"]
@@ -352,7 +352,7 @@ class OktaProvider:
     async def _groups_of(self, identity: IdentityRef) -> dict[str, str]:
         self._user_only(identity, "elevation")
         # GET /api/v1/users/{id}/groups (404 for an unknown user)
-        groups = await self._list(f"/api/v1/users/{identity.id}/groups", "list user groups")
+        groups = await self._list(f"/api/v1/users/{seg(identity.id)}/groups", "list user groups")
         return {g["id"]: g.get("profile", {}).get("name", "") for g in groups}
 
     @staticmethod

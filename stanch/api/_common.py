@@ -19,7 +19,7 @@ from stanch.models import Principal
 def check_workflow_id(workflow_id: str, pattern: re.Pattern[str], noun: str,
                       prefix: str) -> str:
     """Refuse anything that is not one of our opaque ids before it reaches Temporal."""
-    if not pattern.match(workflow_id):
+    if not pattern.fullmatch(workflow_id):
         raise HTTPException(404, f"no such {noun}: ids look like {prefix}-<24 hex>")
     return workflow_id
 

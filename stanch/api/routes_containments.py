@@ -98,8 +98,9 @@ def _sa_int(name: str) -> Any:
 @router.get("/{workflow_id}")
 async def get_containment(workflow_id: str, request: Request,
                           _: Principal = Depends(require(Role.viewer))) -> Any:
+    workflow_id = _check_wid(workflow_id)  # before Temporal: a bad id is a 404, not a 503
     client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    handle = client.get_workflow_handle(workflow_id)
     try:
         status: ContainmentStatus = await handle.query(ContainmentWorkflow.status)
     except RPCError as err:

@@ -25,7 +25,7 @@ from stanch.api.decisions import Decider, update_failure
 from stanch.api.refusals import audit_refusal
 from stanch.config import Settings
 from stanch.inventory import Inventory
-from stanch.models import IdentityKind, IdentityMention, IdentityRef, NameType, Principal, Role
+from stanch.models import IdentityRef, Principal, Role
 from stanch.playbook.schema import parse_duration
 from workflows.approvals import Verdict
 from workflows.elevation import ElevationWorkflow
@@ -63,18 +63,16 @@ def _duration(text: str) -> Any:
 
 
 def _resolve(request: Request, text: str) -> IdentityRef:
-    """``provider:id`` or an inventory alias (UPN, key id …) → the identity to elevate."""
+    """``provider:id`` or an inventory alias (UPN, key id …) of an *inventory* identity: only
+    identities someone owns and described can be elevated."""
+    from stanch.api.routes_containments import _resolve_identity
+
     inventory: Inventory = request.app.state.inventory
-    settings: Settings = request.app.state.settings
-    name_type = NameType.provider_id if _KEY.match(text) else NameType.upn
-    ctx = inventory.resolve(IdentityMention(name=text, name_type=name_type), "elevation")
+    ctx = _resolve_identity(inventory, text)
     if ctx is not None:
         return ctx.ref
-    provider, _, ident = text.partition(":")
-    if name_type is NameType.provider_id and provider in settings.providers:
-        return IdentityRef(provider=provider, id=ident, kind=IdentityKind.user)
-    raise HTTPException(404, f"unknown principal {text!r}: not in the inventory and not "
-                             "`provider:id` of a configured provider")
+    raise HTTPException(404, f"unknown principal {text[:200]!r}: not in the identity inventory "
+                             "(add it to inventory/*.yaml to make it elevatable)")
 
 
 def _may_request(principal: Principal, ref: IdentityRef) -> bool:
@@ -156,10 +154,10 @@ async def list_elevations(request: Request, limit: int = 50,
 @router.get("/{workflow_id}")
 async def get_elevation(workflow_id: str, request: Request,
                         _: Principal = Depends(require(Role.viewer))) -> Any:
+    workflow_id = _check_wid(workflow_id)
     client = await _client(request)
     try:
-        status = await client.get_workflow_handle(_check_wid(workflow_id)).query(
-            ElevationWorkflow.status)
+        status = await client.get_workflow_handle(workflow_id).query(ElevationWorkflow.status)
     except RPCError as err:
         return _fail(err)
     return status.model_dump(mode="json")
@@ -174,8 +172,9 @@ class DecisionBody(BaseModel):
 @router.post("/{workflow_id}/decisions")
 async def decide(workflow_id: str, body: DecisionBody, request: Request,
                  principal: Principal = Depends(require(Role.approver))) -> Any:
+    workflow_id = _check_wid(workflow_id)  # before Temporal: a bad id is a 404, not a 503
     client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.execute_update(ElevationWorkflow.decide, DecisionInput(
             verdict=Verdict(body.verdict), principal=principal, comment=body.comment))
@@ -198,8 +197,9 @@ class ExtendBody(BaseModel):
 @router.post("/{workflow_id}/extend")
 async def extend(workflow_id: str, body: ExtendBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
+    workflow_id = _check_wid(workflow_id)  # before Temporal: a bad id is a 404, not a 503
     client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
+    handle = client.get_workflow_handle(workflow_id)
     try:
         current: ElevationStatus = await handle.query(ElevationWorkflow.status)
     except RPCError as err:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -193,4 +194,26 @@ async def test_static_token_credential(fake: GraphFake) -> None:
     oid = fake.add_user()
     snap = await p.snapshot(IdentityRef(provider="entra", id=oid, kind=IdentityKind.user))
     assert snap["accountEnabled"] is True
+    await p.aclose()
+
+
+async def test_an_id_cannot_change_the_path_it_is_put_in(fake: GraphFake,
+                                                         tmp_path: Path) -> None:
+    """An object id like ``x/../../servicePrincipals/…`` stays one quoted path segment."""
+    paths: list[str] = []
+    inner = fake.transport()
+
+    async def spy(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "graph.microsoft.com":
+            paths.append(request.url.raw_path.decode())
+        return await inner.handle_async_request(request)
+
+    p = EntraProvider.from_settings("entra", _conf(tmp_path / "drop"), Settings(),
+                                    transport=httpx.MockTransport(spy))
+    hostile = IdentityRef(provider="entra", id="u1/../../servicePrincipals/sp1",
+                          kind=IdentityKind.user)
+    with pytest.raises(PermanentProviderError):
+        await p.revoke("rv", hostile, {})
+    assert paths and all("u1%2F..%2F..%2FservicePrincipals%2Fsp1" in path for path in paths), \
+        paths
     await p.aclose()

@@ -230,3 +230,22 @@ async def test_playbook_only_new_grants_by_name(provider: OktaProvider, fake: Ok
     nothing = await provider.reduce_scope("pb2", user(uid), {"only_new_grants": True,
                                                             "new_grants": ["not-a-group"]})
     assert nothing.status is ActionStatus.already
+
+
+async def test_an_id_cannot_change_the_path_it_is_put_in(fake: OktaFake) -> None:
+    """An id from the inventory like ``x/../../apps/…`` stays one quoted path segment."""
+    paths: list[str] = []
+    inner = fake.transport()
+
+    async def spy(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path.decode())
+        return await inner.handle_async_request(request)
+
+    p = OktaProvider.from_settings("okta", _conf(), Settings(),
+                                   transport=httpx.MockTransport(spy))
+    hostile = "00u1/../../apps/0oa1?x=1#"
+    with pytest.raises(PermanentProviderError):
+        await p.revoke("rv", user(hostile), {})
+    assert paths and all(path.startswith("/api/v1/users/00u1%2F..%2F..%2Fapps%2F0oa1%3Fx%3D1%23")
+                         for path in paths), paths
+    await p.aclose()
