@@ -50,3 +50,17 @@ def test_the_dockerfile_entrypoint_is_the_stanch_cli() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["stanch"]' in text
     assert "pip install" in text
+
+
+def test_temporal_frontend_requires_client_certificates_and_is_not_published() -> None:
+    """Whoever reaches the frontend can send any update: mTLS, and no port on the host."""
+    services = _compose()["services"]
+    temporal = services["temporal"]
+    assert "ports" not in temporal
+    assert temporal["environment"]["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true"
+    for name in ("stanch-api", "stanch-worker"):
+        env = services[name]["environment"]
+        for key in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_SERVER_NAME"):
+            assert env[f"STANCH_TEMPORAL__{key}"], (name, key)
+        assert services[name]["volumes"], name
+    assert services["temporal-ui"]["environment"]["TEMPORAL_TLS_CERT"]
