@@ -141,10 +141,14 @@ class PostgresDeliveryMemory:
         row = self._conn.execute("SELECT to_regclass('deliveries')").fetchone()
         if row is None or row[0] is None:
             from stanch.audit.base import AuditError
+            from stanch.audit.postgres import _lock_id
 
             try:
-                for stmt in POSTGRES_DDL.split(";\n"):
-                    self._conn.execute(stmt)
+                with self._conn.transaction():
+                    # Several API processes starting together: one creates, the rest wait.
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(schema),))
+                    for stmt in POSTGRES_DDL.split(";\n"):
+                        self._conn.execute(stmt)
             except psycopg.Error as err:
                 raise AuditError(
                     f"the deliveries table is missing in PostgreSQL schema {schema!r} and "

@@ -315,7 +315,7 @@ class Stack:
     def audit(self) -> SqliteAuditStore:
         return SqliteAuditStore(self.state / "audit.db")
 
-    def audit_phases(self, store: SqliteAuditStore, wid: str) -> dict[str, Counter[str]]:
+    def audit_phases(self, store: Any, wid: str) -> dict[str, Counter[str]]:
         """action_id → how many records of each phase (intent, result) it has."""
         out: dict[str, Counter[str]] = {}
         types = [AuditType.action_intent, AuditType.action_result, AuditType.action_failed]
@@ -329,13 +329,15 @@ def contained(st: dict[str, Any]) -> bool:
     return st.get("state") == "contained" and len(st.get("steps", [])) == 3
 
 
-def check_contained(stack: Stack, idents: dict[str, str]) -> dict[str, int]:
-    """Every identity contained once: state, effects, audit. Returns the report's counts."""
+def check_contained(stack: Stack, idents: dict[str, str],
+                    store: Any = None) -> dict[str, int]:
+    """Every identity contained once: state, effects, audit. Returns the report's counts.
+    ``store``: the audit store to check (default: the stack's SQLite file); it is closed."""
     states = stack.wait_for(idents.values(), contained, timeout=5)
     lost = [i for i, wid in idents.items() if wid not in states]
     duplicates = 0
     wrong: list[str] = []
-    store = stack.audit()
+    store = store if store is not None else stack.audit()
     try:
         for ident, wid in idents.items():
             duplicates += stack.duplicate_effects(ident)
