@@ -59,13 +59,47 @@ def mutated(draw: st.DrawFn, source: str) -> Any:
     return doc
 
 
+# Hostile values a sender can put anywhere: numbers no float holds, strings near the body
+# limit, nesting far past what a recursive walker survives.
+HUGE = st.sampled_from([10**400, -(10**400), 10**4000, 2**64, -(2**63) - 1])
+hostile_values = (HUGE | st.floats(allow_nan=False) | st.text(min_size=10_000, max_size=60_000)
+                  | st.sampled_from(["\u0000", "\ud800", "%0A", "../" * 50]))
+
+
+def _nest(depth: int, leaf: Any, as_list: bool) -> str:
+    inner = json.dumps(leaf)
+    return ("[" * depth + inner + "]" * depth) if as_list else (
+        '{"a":' * depth + inner + "}" * depth)
+
+
+@st.composite
+def hostile(draw: st.DrawFn, source: str) -> bytes:
+    """A fixture with one field replaced by a hostile value, or wrapped in deep nesting."""
+    if draw(st.integers(0, 3)) == 0:
+        depth = draw(st.sampled_from([65, 500, 990, 5000, 50_000]))
+        return _nest(depth, draw(mutated(source)), draw(st.booleans())).encode()
+    doc = json.loads(json.dumps(draw(st.sampled_from(SAMPLES[source] or [{}]))))
+    node: Any = doc
+    while isinstance(node, dict | list) and node:
+        key = draw(st.sampled_from(list(node) if isinstance(node, dict)
+                                   else list(range(len(node)))))
+        if not isinstance(node[key], dict | list) or draw(st.integers(0, 2)) == 0:
+            node[key] = draw(hostile_values)
+            break
+        node = node[key]
+    return json.dumps(doc).encode()
+
+
 @st.composite
 def delivery(draw: st.DrawFn) -> tuple[str, bytes, str]:
     source = draw(st.sampled_from([*SOURCES, "nope", "GENERIC", "a" * 300]))
     known = source in SOURCE_AUTH
-    kind = draw(st.sampled_from(["fixture", "json", "bytes"] if known else ["json", "bytes"]))
+    kind = draw(st.sampled_from(["fixture", "hostile", "json", "bytes"] if known
+                                else ["json", "bytes"]))
     if kind == "fixture":
         body = json.dumps(draw(mutated(source))).encode()
+    elif kind == "hostile":
+        body = draw(hostile(source))
     elif kind == "json":
         body = json.dumps(draw(json_values)).encode()
     else:
