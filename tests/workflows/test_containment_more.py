@@ -153,6 +153,16 @@ async def test_break_glass_skips_approval_and_opens_a_review(
             raise AssertionError("self-acknowledgement must be refused")
         except WorkflowUpdateFailedError:
             pass
+        # The contained identity itself (a token naming its key) cannot settle the review.
+        from stanch.models import Principal
+
+        try:
+            await h.execute_update(ContainmentWorkflow.acknowledge_review, AckInput(
+                review_id=review_id, principal="a-l-i-c-e",
+                caller=Principal(id="a-l-i-c-e", identity_keys=[ALICE.ref.key])))
+            raise AssertionError("the subject acknowledging must be refused")
+        except WorkflowUpdateFailedError as err:
+            assert getattr(err.cause, "type", None) == "SubjectRefused", err.cause
         rev = await h.execute_update(ContainmentWorkflow.acknowledge_review,
                                      AckInput(review_id=review_id, principal="carol"))
         assert rev.acknowledged_by == "carol"
