@@ -132,6 +132,33 @@ def test_sample_alert_contains_within_a_second_and_once(stack: dict) -> None:  #
     assert verify["signatures_checked"] is True  # `stanch up` made a checkpoint key
 
 
+def test_a_killed_worker_is_restarted_and_state_stays_private(stack: dict) -> None:  # type: ignore[type-arg]
+    import stat
+
+    proc: subprocess.Popen[bytes] = stack["proc"]
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "worker" in c.cmdline() and "stanch.cli" in c.cmdline()]
+    assert len(workers) == 1
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = (stack["state"] / "up.out").read_text(errors="replace")
+        if "worker restarted (restart #1" in out:
+            break
+        time.sleep(0.2)
+    assert "worker exited (code -9); restarting in 0.5 s" in out, out[-2000:]
+    assert "worker restarted (restart #1" in out, out[-2000:]
+    assert proc.poll() is None  # the rest kept running
+    assert httpx.get(f"{stack['api']}/readyz", timeout=10).status_code == 200
+    state: Path = stack["state"]
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    loose = {str(f.relative_to(state)): oct(stat.S_IMODE(f.stat().st_mode))
+             for f in state.rglob("*") if f.is_file() and f.name != "up.out"
+             and stat.S_IMODE(f.stat().st_mode) & 0o077}
+    assert not loose, loose
+
+
 def test_ctrl_c_stops_everything(stack: dict) -> None:  # type: ignore[type-arg]
     proc: subprocess.Popen[bytes] = stack["proc"]
     children = psutil.Process(proc.pid).children(recursive=True)
