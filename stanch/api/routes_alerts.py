@@ -8,7 +8,6 @@ known identity are accepted and audited as unresolved.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +18,15 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.service import RPCError
 
 from stanch.api.decisions import update_failure
+from stanch.api.deliveries import (
+    REMEMBERED_AFTER_DISPATCH,
+    delivery_key,
+    recall,
+    remember,
+    repeated,
+)
 from stanch.api.refused_webhooks import RefusalTally
 from stanch.audit import AuditStore
-from stanch.audit.deliveries import DeliveryMemory
 from stanch.dispatch import Dispatcher
 from stanch.ingest import IngestError, PayloadTooLarge, receive
 from stanch.ingest.registry import SOURCES
@@ -67,7 +72,7 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
         alerts = await receive(
             source, headers=request.headers, query=request.query_params, body=body,
             settings=settings, now=now, dead_letters=request.app.state.dead_letters,
-            replay_cache=_REMEMBERED_AFTER_DISPATCH,
+            replay_cache=REMEMBERED_AFTER_DISPATCH,
         )
     except IngestError as err:
         # Counted and logged in receive(); audited once a minute per source and reason.
@@ -76,11 +81,11 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
                    status=err.status, now=now)
         return JSONResponse({"error": err.code, "reason": err.reason}, status_code=err.status)
 
-    delivery = _delivery_key(source, request.headers, body, settings)
-    prior = await _recall(request, [delivery] if delivery else [], now)
+    delivery = delivery_key(source, request.headers, body, settings)
+    prior = await recall(request, [delivery] if delivery else [], now)
     if prior is not None:
         log.info("alert.delivery_repeated", source=source)
-        return JSONResponse(_repeated(prior), status_code=202)
+        return JSONResponse(repeated(prior), status_code=202)
     try:
         results = [await _contain(request, alert, now) for alert in alerts]
     except (RPCError, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -100,79 +105,20 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
         "alerts": results,
     }
     if delivery:
-        await _remember(request, [delivery], answer, now)
+        await remember(request, [delivery], answer, now)
     return JSONResponse(answer, status_code=202)
-
-
-class _NoReplayRefusal:
-    """The API answers a repeated webhook id from the delivery memory (``deduplicated``),
-    written once the delivery was handled: a retry of a delivery refused with 503 goes
-    through, a repeat of a handled one starts nothing."""
-
-    def check_and_remember(self, key: str, *, now: datetime, ttl_seconds: float) -> bool:
-        return True
-
-
-_REMEMBERED_AFTER_DISPATCH = _NoReplayRefusal()
-
-
-def _delivery_key(source: str, headers: Any, body: bytes, settings: Any) -> str | None:
-    """The sender's own id of this delivery, once its signature held: the Standard Webhooks
-    id (signed), or GitHub's ``X-GitHub-Delivery`` (unsigned, so paired with the body's
-    digest: a changed header cannot stand for another delivery)."""
-    conf = settings.sources.get(source)
-    mode = conf.mode if conf is not None else None
-    if mode == "standard_webhooks" and headers.get("webhook-id"):
-        return f"delivery:{source}:sw:{headers['webhook-id'][:200]}"
-    if mode == "github" and headers.get("x-github-delivery"):
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        return f"delivery:{source}:gh:{headers['x-github-delivery'][:200]}:{digest}"
-    return None
-
-
-async def _recall(request: Request, keys: list[str], now: datetime) -> dict[str, Any] | None:
-    if not keys:
-        return None
-    memory: DeliveryMemory = request.app.state.deliveries
-    try:
-        return await asyncio.to_thread(memory.recall, keys, now=now)
-    except Exception as err:  # the running workflow still deduplicates; go on
-        log.warning("delivery_memory.unavailable", error=type(err).__name__)
-        return None
-
-
-async def _remember(request: Request, keys: list[str], outcome: dict[str, Any],
-                    now: datetime) -> None:
-    settings = request.app.state.settings
-    memory: DeliveryMemory = request.app.state.deliveries
-    try:
-        await asyncio.to_thread(memory.remember, keys, outcome, now=now,
-                                ttl_seconds=settings.api.delivery_retention_hours * 3600)
-    except Exception as err:
-        log.warning("delivery_memory.unavailable", error=type(err).__name__)
-
-
-def _repeated(outcome: dict[str, Any]) -> dict[str, Any]:
-    """A remembered answer, as a repeat: every containment it names is deduplicated."""
-    alerts = outcome.get("alerts") if "alerts" in outcome else [outcome]
-    for a in alerts or []:
-        for c in a.get("containments", []):
-            c["deduplicated"] = True
-    if "alerts" in outcome:
-        outcome["deduplicated"] = True
-    return outcome
 
 
 async def _contain(request: Request, alert: Alert, now: datetime) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(alert_id=alert.id, source=alert.source):
         key = f"received:{alert.id}"
-        prior = await _recall(request, [key], now)
+        prior = await recall(request, [key], now)
         if prior is not None:  # contained before, even if that containment is closed
             CONTAINMENTS.labels("deduplicated").inc()
-            return _repeated(prior)
+            return repeated(prior)
         result = await _contain_bound(request, alert)
         if result["containments"]:
-            await _remember(request, [key], result, now)
+            await remember(request, [key], result, now)
         return result
 
 
