@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api.auth import AuthFailure, has_role, require
@@ -143,7 +143,8 @@ async def push(name: str, request: Request) -> Response:
         await _accept(request, name, body.decode("ascii", "replace").strip(), "push", client)
     except SetError as e:
         return _err(400, e.err, e.description)
-    except (RPCError, WorkflowUpdateFailedError, OSError, RuntimeError, IngestError) as e:
+    except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError, OSError,
+            RuntimeError, IngestError) as e:
         log.warning("ssf.dispatch_failed", transmitter=name, error=type(e).__name__)
         return JSONResponse({"err": "temporarily_unavailable",
                              "description": "received but not yet applied; retry"},
