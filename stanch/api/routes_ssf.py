@@ -66,12 +66,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = asyncio.Event()
     tasks = []
     settings = app.state.settings
-    if settings.ssf.enabled:
+    polled = [n for n, c in settings.ssf.transmitters.items() if c.delivery == "poll"]
+    if settings.ssf.enabled and polled:
         rt = runtime(app)
-        for name, cfg in settings.ssf.transmitters.items():
-            if cfg.delivery == "poll":
-                poller = manage.Poller(rt.receiver, name, _handler(app))
-                tasks.append(asyncio.create_task(poller.run(stop)))
+        for name in polled:
+            poller = manage.Poller(rt.receiver, name, _handler(app))
+            tasks.append(asyncio.create_task(poller.run(stop)))
     yield
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)

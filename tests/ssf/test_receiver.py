@@ -75,7 +75,7 @@ async def test_redelivered_set_is_answered_alike_and_contained_once(stack: Stack
     assert len(plans) == 1 and plans[0].data["playbook"] == "shared-signals"
     assert plans[0].subject == "mock:u-alice"  # the Okta user id is Alice's alias
     dup = [r for r in stack.records(AuditType.ssf_event) if "duplicate" in (r.reason or "")]
-    assert len(dup) == 1 and dup[0].data["jti"] in token or dup
+    assert (len(dup) == 1 and dup[0].data["jti"] in token) or dup
     # The containment saw one alert; the force_reauth the playbook runs happened once.
     await eventually(lambda: [r for r in stack.records(AuditType.action_result)
                               if r.data.get("result", {}).get("action") == "force_reauth"])
