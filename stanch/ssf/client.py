@@ -50,16 +50,22 @@ async def discover(cfg: SsfTransmitterConfig, *, timeout: float = 10.0) -> dict[
 
 class TransmitterClient:
     def __init__(self, cfg: SsfTransmitterConfig, meta: dict[str, Any], *,
-                 timeout: float = 10.0) -> None:
+                 token: str | None = None, timeout: float = 10.0) -> None:
         self.cfg = cfg
         self.meta = meta
         self._http = httpx.AsyncClient(timeout=timeout)
-        self._token: str | None = cfg.access_token.get_secret_value() \
-            if cfg.access_token else None
+        self._token: str | None = token or (cfg.access_token.get_secret_value()
+                                            if cfg.access_token else None)
         self.token_fetches = 0
+        self.token_refreshes = 0
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @property
+    def token(self) -> str | None:
+        """The access token in use, to hand to the next client (never logged)."""
+        return self._token
 
     async def _fresh_token(self) -> str | None:
         cfg = self.cfg
@@ -94,6 +100,7 @@ class TransmitterClient:
                 raise SsfClientError(f"{method} {url}: {type(e).__name__}") from None
             if resp.status_code == 401 and attempt == 1 and self.cfg.token_url:
                 log.info("ssf.token_refresh", endpoint=endpoint)
+                self.token_refreshes += 1
                 await self._fresh_token()
                 continue
             return resp

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,27 @@ Handler = Callable[[str, str, str], Awaitable[None]]
 async def open_client(receiver: Receiver, name: str) -> TransmitterClient:
     cfg = receiver.config(name)
     meta = await discover(cfg)
-    return TransmitterClient(cfg, meta)
+    return TransmitterClient(cfg, meta, token=receiver.tokens.get(name))
+
+
+@asynccontextmanager
+async def session(receiver: Receiver, name: str) -> AsyncIterator[TransmitterClient]:
+    """A client for one management exchange; failures and token refreshes are audited."""
+    client: TransmitterClient | None = None
+    try:
+        client = await open_client(receiver, name)
+        yield client
+    except SsfClientError as e:
+        await _audit(receiver.audit, name, "transmitter call failed", {"error": str(e)[:300]})
+        raise
+    finally:
+        if client is not None:
+            if client.token:
+                receiver.tokens[name] = client.token
+            if client.token_refreshes:
+                await _audit(receiver.audit, name, "access token refreshed after a 401",
+                             {"refreshes": client.token_refreshes})
+            await client.aclose()
 
 
 async def _audit(audit: AuditStore, name: str, what: str, data: dict[str, Any]) -> None:
@@ -44,8 +65,7 @@ async def _audit(audit: AuditStore, name: str, what: str, data: dict[str, Any]) 
 
 async def connect(receiver: Receiver, name: str, push_base: str) -> dict[str, Any]:
     cfg = receiver.config(name)
-    client = await open_client(receiver, name)
-    try:
+    async with session(receiver, name) as client:
         remote = await asyncio.to_thread(receiver.store.remote, name)
         if remote.get("stream_id"):
             try:
@@ -65,19 +85,14 @@ async def connect(receiver: Receiver, name: str, push_base: str) -> dict[str, An
                      {"stream_id": stream["stream_id"], "delivery": cfg.delivery,
                       "events_delivered": stream.get("events_delivered")})
         return stream
-    finally:
-        await client.aclose()
 
 
 async def verify(receiver: Receiver, name: str) -> str:
     remote = await asyncio.to_thread(receiver.store.remote, name)
     if not remote.get("stream_id"):
         raise SsfClientError(f"no stream at {name!r} yet: run `stanch ssf connect {name}`")
-    client = await open_client(receiver, name)
-    try:
+    async with session(receiver, name) as client:
         state = await client.verify(remote["stream_id"])
-    finally:
-        await client.aclose()
     await asyncio.to_thread(receiver.store.save_remote, name, state=state)
     await _audit(receiver.audit, name, "verification requested",
                  {"stream_id": remote["stream_id"]})
@@ -88,11 +103,8 @@ async def set_status(receiver: Receiver, name: str, status: str) -> dict[str, An
     remote = await asyncio.to_thread(receiver.store.remote, name)
     if not remote.get("stream_id"):
         raise SsfClientError(f"no stream at {name!r} yet: run `stanch ssf connect {name}`")
-    client = await open_client(receiver, name)
-    try:
+    async with session(receiver, name) as client:
         answer = await client.set_status(remote["stream_id"], status)
-    finally:
-        await client.aclose()
     await asyncio.to_thread(receiver.store.save_remote, name, status=answer.get("status"))
     await _audit(receiver.audit, name, f"stream {status}", {"stream_id": remote["stream_id"]})
     return answer

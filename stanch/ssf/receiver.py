@@ -59,6 +59,7 @@ class Receiver:
         self.default_audience = default_audience
         self._jwks: dict[str, RemoteJwks] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, str] = {}  # access tokens for transmitters, in memory only
 
     def config(self, name: str) -> SsfTransmitterConfig:
         cfg = self.ssf.transmitters.get(name)

@@ -97,6 +97,7 @@ async def test_stream_creation_verification_and_status(stack: Stack) -> None:
     resp = await f.push(sid, f.verification(sid, "not-" + state, AUD))
     assert resp.status_code == 400 and resp.json()["err"] == "invalid_request"
     assert "state" in resp.json()["description"]
+    assert _refusals(stack)[-1] == "invalid_request"
     overview = (await stack.api("GET", "/v1/ssf/overview")).json()["receiving"][0]
     assert overview["verified_at"] is None and overview["verification_pending"]
     resp = await f.push(sid, f.verification(sid, state, AUD))
@@ -129,6 +130,8 @@ async def test_expired_access_token_is_refreshed(stack: Stack) -> None:
     resp = await stack.api("POST", "/v1/ssf/transmitters/okta/verify")
     assert resp.status_code == 200, resp.text
     assert f.token_requests > before and f.verify_states
+    assert any(r.reason == "access token refreshed after a 401"
+               for r in stack.records(AuditType.ssf_stream))
 
 
 async def test_issuer_mismatch_at_stream_creation(stack: Stack) -> None:
@@ -137,9 +140,14 @@ async def test_issuer_mismatch_at_stream_creation(stack: Stack) -> None:
     resp = await stack.api("POST", "/v1/ssf/transmitters/okta/connect")
     assert resp.status_code == 502 and "issuer" in resp.json()["reason"]
     assert f.streams == {}
+    failed = [r for r in stack.records(AuditType.ssf_stream)
+              if r.reason == "transmitter call failed"]
+    assert len(failed) == 1 and "impostor" in failed[0].data["error"]
     f.issuer_override = None
     f.stream_iss_override = "https://impostor.example"
     resp = await stack.api("POST", "/v1/ssf/transmitters/okta/connect")
     assert resp.status_code == 502 and "iss" in resp.json()["reason"]
     overview = (await stack.api("GET", "/v1/ssf/overview")).json()["receiving"][0]
     assert overview["stream_id"] is None
+    assert len([r for r in stack.records(AuditType.ssf_stream)
+                if r.reason == "transmitter call failed"]) == 2
