@@ -74,6 +74,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             tasks.append(asyncio.create_task(poller.run(stop)))
     yield
     stop.set()
+    for task in tasks:  # a poll round in flight is safe to drop: nothing was acked yet
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     current: SsfRuntime | None = getattr(app.state, "ssf", None)
     if current is not None:

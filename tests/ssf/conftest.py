@@ -59,7 +59,7 @@ class Stack:
 async def _terminate_people(env: WorkflowEnvironment) -> None:
     """Containments are per identity on the session's server: the next test's queue must
     not find Alice's or Bob's workflow waiting on this test's queue."""
-    for ident in ("u-alice", "u-bob"):
+    for ident in ("u-alice", "u-bob", "u-bob-at-b"):
         try:
             await env.client.get_workflow_handle(
                 containment_workflow_id("mock", ident)).terminate(reason="test isolation")
