@@ -81,6 +81,7 @@ async def stack(dev_env: WorkflowEnvironment, settings: Settings, task_queue: st
         issuer=fake.url, token_url=f"{fake.url}/token", client_id=CLIENT_ID,
         client_secret=SecretStr(CLIENT_SECRET), push_tokens=[SecretStr(PUSH_TOKEN)],
         audience=AUD)}
+    settings.ssf.min_verification_interval_seconds = 3600
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     audit = SqliteAuditStore(settings.audit_sqlite_path)
     app = create_app(settings, client=dev_env.client, audit=audit)

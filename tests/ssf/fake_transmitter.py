@@ -40,6 +40,7 @@ class FakeTransmitter:
         self.active = "k1"
         self.tokens: set[str] = set()
         self.token_requests = 0
+        self.jwks_fetches = 0
         self.streams: dict[str, dict[str, Any]] = {}
         self.verify_states: list[str] = []
         self.app = self._build()
@@ -100,6 +101,7 @@ class FakeTransmitter:
 
         @app.get("/jwks")
         async def jwks() -> dict[str, Any]:
+            self.jwks_fetches += 1
             out = []
             for kid in self.published:
                 jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.keys[kid].public_key(),

@@ -55,6 +55,11 @@ async def test_unknown_kid_then_key_rotation(stack: Stack) -> None:
     hidden = f.unpublished_key()
     await _refused(stack, f.set_(events.SESSION_REVOKED, ALICE, aud=AUD, kid=hidden),
                    "invalid_key")
+    fetched = f.jwks_fetches  # the first load, and one refetch for the unknown kid
+    assert fetched == 2
+    await _refused(stack, f.set_(events.SESSION_REVOKED, ALICE, aud=AUD, kid=hidden),
+                   "invalid_key")
+    assert f.jwks_fetches == fetched  # a kid already refetched for is not fetched again
     new = f.rotate()  # published now: the next SET signed with it makes Stanch refetch
     resp = await stack.push(f.set_(events.SESSION_REVOKED, ALICE, aud=AUD, kid=new))
     assert resp.status_code == 202, resp.text

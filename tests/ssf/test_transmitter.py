@@ -117,6 +117,13 @@ async def test_poll_stream_verification_and_ack(stack: Stack) -> None:
     assert claims["sub_id"] == {"format": "opaque", "id": sid}
     again = (await stack.api("POST", poll, token=RECEIVER, json={"ack": [jti]})).json()
     assert again == {"sets": {}, "moreAvailable": False}
+    # another receiver cannot see or poll this stream
+    assert (await stack.api("POST", poll, token="x", json={})).status_code == 401
+    # the stack's transmitter allows one verification an hour (min_verification_interval)
+    assert s["min_verification_interval"] == 3600
+    too_soon = await stack.api("POST", "/v1/ssf/verify", token=RECEIVER, json={
+        "stream_id": sid, "state": "again"})
+    assert too_soon.status_code == 429 and too_soon.headers["retry-after"] == "3600"
 
 
 async def test_containment_events_arrive_in_order_once(stack: Stack) -> None:
@@ -134,13 +141,22 @@ async def test_containment_events_arrive_in_order_once(stack: Stack) -> None:
             "identity": "bob@example.com", "level": "revoke",
             "reason": "ssf transmitter test", "break_glass": True})
         assert resp.status_code in (200, 202), resp.text
+        wid = resp.json()["workflow_id"]
         # reduce_scope and force_reauth run at once; rotate waits for an approver
         await eventually(lambda: len(rp.got) >= 2, timeout=60)
+        # a rollback undoes reduce_scope: the receiver hears the claims changed back
+        rolled = await stack.api("POST", f"/v1/containments/{wid}/rollback", token=ADMIN,
+                                 json={"reason": "false positive"})
+        assert rolled.status_code == 200, rolled.text
+        await eventually(lambda: len(rp.got) >= 3, timeout=60)
         emitter_stop.set()
         await task
         claims = [await _claims(stack, t) for t in rp.got]
         types = [next(iter(c["events"])) for c in claims]
-        assert types == [events.TOKEN_CLAIMS_CHANGE, events.SESSION_REVOKED]
+        assert types == [events.TOKEN_CLAIMS_CHANGE, events.SESSION_REVOKED,
+                         events.TOKEN_CLAIMS_CHANGE]
+        assert "undo of reduce_scope" in \
+            claims[2]["events"][events.TOKEN_CLAIMS_CHANGE]["reason_admin"]["en"]
         assert all(c["sub_id"] == {"format": "email", "email": "bob@example.com"}
                    for c in claims)
         assert len({c["txn"] for c in claims}) == 1
