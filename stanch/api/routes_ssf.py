@@ -34,7 +34,7 @@ from stanch.ssf.client import POLL, PUSH, SsfClientError
 from stanch.ssf.delivery import issuer_of, kick, open_transmitter
 from stanch.ssf.metrics import SSF_RECEIVED
 from stanch.ssf.receiver import Receiver
-from stanch.ssf.set import SetError
+from stanch.ssf.set import SetError, Unavailable
 from stanch.ssf.store import ACKED, PENDING, SsfStore, Stream
 from stanch.ssf.transmitter import STATUSES, StreamError, Transmitter
 
@@ -145,6 +145,12 @@ async def push(name: str, request: Request) -> Response:
         await _accept(request, name, body.decode("ascii", "replace").strip(), "push", client)
     except SetError as e:
         return _err(400, e.err, e.description)
+    except Unavailable as e:
+        log.warning("ssf.unavailable", transmitter=name, reason=str(e)[:300])
+        return JSONResponse({"err": "temporarily_unavailable",
+                             "description": "the transmitter's keys could not be loaded; "
+                                            "retry"}, status_code=503,
+                            headers={"Retry-After": "30"})
     except (RPCError, WorkflowUpdateFailedError, RPCTimeoutOrCancelledError, OSError,
             RuntimeError, IngestError) as e:
         log.warning("ssf.dispatch_failed", transmitter=name, error=type(e).__name__)
@@ -336,7 +342,10 @@ async def poll(stream_id: str, request: Request) -> Response:
         s = _own(rt, p, stream_id)
         if s.config.get("delivery", {}).get("method") != POLL:
             raise StreamError(400, "this stream is push, not poll")
-        ack = [j for j in body.get("ack", []) if isinstance(j, str)]
+        raw_ack = body.get("ack", [])
+        if not isinstance(raw_ack, list):
+            raise StreamError(400, "ack must be a list of jti strings")
+        ack = [j for j in raw_ack if isinstance(j, str)]
         errs = body.get("setErrs") or {}
         await asyncio.to_thread(rt.store.mark, s.stream_id, ack, ACKED)
         for jti, e in (errs.items() if isinstance(errs, dict) else []):

@@ -71,13 +71,20 @@ class TransmitterClient:
         cfg = self.cfg
         if not cfg.token_url or not cfg.client_id or cfg.client_secret is None:
             return self._token
-        resp = await self._http.post(cfg.token_url, data={
-            "grant_type": "client_credentials", "scope": cfg.scope},
-            auth=(cfg.client_id, cfg.client_secret.get_secret_value()))
+        try:
+            resp = await self._http.post(cfg.token_url, data={
+                "grant_type": "client_credentials", "scope": cfg.scope},
+                auth=(cfg.client_id, cfg.client_secret.get_secret_value()))
+        except httpx.HTTPError as e:
+            raise SsfClientError(f"token endpoint {cfg.token_url}: {type(e).__name__}"
+                                 ) from None
         if resp.status_code != 200:
             raise SsfClientError(f"token endpoint {cfg.token_url} answered "
                                  f"{resp.status_code}")
-        token = resp.json().get("access_token")
+        try:
+            token = resp.json().get("access_token")
+        except (ValueError, AttributeError):
+            token = None
         if not isinstance(token, str):
             raise SsfClientError(f"token endpoint {cfg.token_url} returned no access_token")
         self.token_fetches += 1
@@ -111,7 +118,19 @@ class TransmitterClient:
         if resp.status_code not in ok:
             raise SsfClientError(f"{method} {endpoint}: {resp.status_code} "
                                  f"{resp.text[:200]}")
-        return resp.json() if resp.content else None
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise SsfClientError(f"{method} {endpoint}: the answer is not JSON") from None
+
+    async def _obj(self, method: str, endpoint: str, ok: tuple[int, ...], **kw: Any
+                   ) -> dict[str, Any]:
+        doc = await self._json(method, endpoint, ok, **kw)
+        if not isinstance(doc, dict):
+            raise SsfClientError(f"{method} {endpoint}: the answer is not a JSON object")
+        return doc
 
     # ------------------------------------------------------------------ streams
     async def create_stream(self, *, push_url: str | None, push_token: str | None,
@@ -148,14 +167,13 @@ class TransmitterClient:
                          params={"stream_id": stream_id})
 
     async def status(self, stream_id: str) -> dict[str, Any]:
-        return dict(await self._json("GET", "status_endpoint", (200,),
-                                     params={"stream_id": stream_id}))
+        return await self._obj("GET", "status_endpoint", (200,), params={"stream_id": stream_id})
 
     async def set_status(self, stream_id: str, status: str, reason: str = "") -> dict[str, Any]:
         body = {"stream_id": stream_id, "status": status}
         if reason:
             body["reason"] = reason
-        return dict(await self._json("POST", "status_endpoint", (200,), json=body))
+        return await self._obj("POST", "status_endpoint", (200,), json=body)
 
     async def verify(self, stream_id: str) -> str:
         """Ask for a verification event; returns the random ``state`` to expect back."""
@@ -178,10 +196,14 @@ class TransmitterClient:
         resp = await self.call("POST", "_poll", json=body)
         if resp.status_code != 200:
             raise SsfClientError(f"poll {endpoint_url}: {resp.status_code} {resp.text[:200]}")
-        doc = resp.json()
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
         sets = doc.get("sets") if isinstance(doc, dict) else None
         if not isinstance(sets, dict):
             raise SsfClientError(f"poll {endpoint_url}: answer has no `sets` object")
+        assert isinstance(doc, dict)
         return ({str(k): str(v) for k, v in sets.items()},
                 bool(doc.get("moreAvailable", False)))
 

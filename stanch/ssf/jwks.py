@@ -15,7 +15,7 @@ import httpx
 import jwt
 
 from stanch.logging import get_logger
-from stanch.ssf.set import SetError
+from stanch.ssf.set import SetError, Unavailable
 
 log = get_logger(__name__)
 _KEY_TYPE = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC"}
@@ -31,6 +31,7 @@ class RemoteJwks:
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._loaded_at: float | None = None
         self._unknown: dict[str, float] = {}
+        self._refetches: list[float] = []
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -50,8 +51,16 @@ class RemoteJwks:
         return found
 
     def _may_refetch(self, kid: str) -> bool:
+        """Once per unknown kid, and at most 5 refetches a minute whatever the kids."""
+        now = time.monotonic()
         seen = self._unknown.get(kid)
-        return seen is None or time.monotonic() - seen > self.negative_seconds
+        if seen is not None and now - seen <= self.negative_seconds:
+            return False
+        self._refetches = [t for t in self._refetches if now - t < 60]
+        if len(self._refetches) >= 5:
+            return False
+        self._refetches.append(now)
+        return True
 
     def _find(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
         if kid is not None:
@@ -76,8 +85,8 @@ class RemoteJwks:
                 return resp.json()
         except (httpx.HTTPError, ValueError) as e:
             log.warning("ssf.jwks_unavailable", url=self.url, error=type(e).__name__)
-            raise SetError("invalid_key", "the transmitter's JWKS could not be fetched; "
-                           "retry later") from None
+            raise Unavailable(f"the transmitter's JWKS at {self.url} could not be fetched "
+                              f"({type(e).__name__})") from None
 
 
 def _parse(data: Any) -> dict[str | None, jwt.PyJWK]:

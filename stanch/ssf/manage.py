@@ -23,7 +23,7 @@ from stanch.logging import get_logger
 from stanch.models import AuditEvent, AuditType
 from stanch.ssf.client import SsfClientError, TransmitterClient, discover, sleep
 from stanch.ssf.receiver import Receiver
-from stanch.ssf.set import SetError
+from stanch.ssf.set import SetError, Unavailable
 
 log = get_logger(__name__)
 
@@ -155,7 +155,7 @@ class Poller:
                                          f"connect {self.name}`")
                 if await self.once(client, url):
                     continue
-            except (SsfClientError, SetError) as e:
+            except (SsfClientError, SetError, Unavailable) as e:
                 log.warning("ssf.poll_failed", transmitter=self.name, error=str(e)[:300])
             except Exception as e:  # a poller never dies of one bad round
                 log.error("ssf.poll_error", transmitter=self.name,

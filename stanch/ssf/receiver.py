@@ -28,7 +28,7 @@ from stanch.models import Alert, AuditEvent, AuditType
 from stanch.ssf import events
 from stanch.ssf.config import SsfSettings, SsfTransmitterConfig
 from stanch.ssf.jwks import RemoteJwks
-from stanch.ssf.set import SetError, validate
+from stanch.ssf.set import SetError, Unavailable, validate
 from stanch.ssf.store import SsfStore
 
 log = get_logger(__name__)
@@ -85,10 +85,13 @@ class Receiver:
         return jwks
 
     async def metadata(self, name: str, *, refresh: bool = False) -> dict[str, Any]:
-        from stanch.ssf.client import discover
+        from stanch.ssf.client import SsfClientError, discover
 
         if refresh or name not in self._metadata:
-            self._metadata[name] = await discover(self.config(name))
+            try:
+                self._metadata[name] = await discover(self.config(name))
+            except SsfClientError as e:
+                raise Unavailable(str(e)) from None
         return self._metadata[name]
 
     async def accept(self, name: str, token: str, *, via: str) -> Outcome:

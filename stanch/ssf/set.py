@@ -39,6 +39,11 @@ class SetError(Exception):
         return {"err": self.err, "description": self.description}
 
 
+class Unavailable(Exception):
+    """The SET could not be checked now (the transmitter's metadata or keys did not load):
+    not the SET's fault, so it is answered 503 / not acknowledged, and comes again."""
+
+
 def new_jti() -> str:
     return uuid.uuid4().hex
 

@@ -80,7 +80,9 @@ async def stack(dev_env: WorkflowEnvironment, settings: Settings, task_queue: st
     settings.ssf.transmitters = {"okta": SsfTransmitterConfig(
         issuer=fake.url, token_url=f"{fake.url}/token", client_id=CLIENT_ID,
         client_secret=SecretStr(CLIENT_SECRET), push_tokens=[SecretStr(PUSH_TOKEN)],
-        audience=AUD)}
+        audience=AUD),
+        # a transmitter whose metadata cannot be reached (nothing listens on port 9)
+        "down": SsfTransmitterConfig(issuer="http://127.0.0.1:9", audience=AUD)}
     settings.ssf.min_verification_interval_seconds = 3600
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     audit = SqliteAuditStore(settings.audit_sqlite_path)

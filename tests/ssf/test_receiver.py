@@ -50,6 +50,15 @@ async def test_invalid_sets_are_refused_with_their_code(stack: Stack) -> None:
     assert stack.records(AuditType.alert_received) == []
 
 
+async def test_unreachable_keys_are_a_temporary_failure(stack: Stack) -> None:
+    token = stack.fake.set_(events.SESSION_REVOKED, ALICE, aud=AUD)
+    resp = await stack.push(token, name="down", auth=None)
+    assert resp.status_code == 503 and resp.json()["err"] == "temporarily_unavailable"
+    assert resp.headers["retry-after"]
+    resp = await stack.push(token, name="nobody")
+    assert resp.status_code == 400 and resp.json()["err"] == "invalid_request"
+
+
 async def test_unknown_kid_then_key_rotation(stack: Stack) -> None:
     f = stack.fake
     hidden = f.unpublished_key()
