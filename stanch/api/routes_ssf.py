@@ -183,7 +183,8 @@ async def _principal(request: Request, scope: str) -> Principal:
     allowed = MANAGE in groups or has_role(principal, Role.admin) or \
         (scope == READ and READ in groups)
     if not allowed:
-        raise _Refused(403, "insufficient_scope", f"needs {scope}")
+        raise _Refused(403, "insufficient_scope", f"principal {principal.id!r} lacks the "
+                       f"{scope!r} scope (the group {scope}, or the admin role)")
     return principal
 
 
