@@ -118,6 +118,14 @@ async def test_stream_creation_verification_and_status(stack: Stack) -> None:
     assert resp.status_code == 202, resp.text
     overview = (await stack.api("GET", "/v1/ssf/overview")).json()["receiving"][0]
     assert overview["verified_at"] and not overview["verification_pending"]
+    # verification with the right state about another subject: refused
+    assert (await stack.api("POST", "/v1/ssf/transmitters/okta/verify")).status_code == 200
+    state = f.verify_states[-1]
+    wrong_subject = f.set_(events.VERIFICATION, {"format": "opaque", "id": "another-stream"},
+                           {"state": state}, aud=AUD)
+    resp = await f.push(sid, wrong_subject)
+    assert resp.status_code == 400 and "sub_id" in resp.json()["description"]
+    assert (await f.push(sid, f.verification(sid, state, AUD))).status_code == 202
     # unsolicited verification: accepted, recorded, and does not verify anything
     resp = await f.push(sid, f.verification(sid, "never-asked", AUD))
     assert resp.status_code == 202

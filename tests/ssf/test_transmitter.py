@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from typer.testing import CliRunner
 
-from stanch.api.app import create_app  # noqa: F401  (the stack fixture builds it)
+from stanch.cli import app
 from stanch.models import AuditType
 from stanch.ssf import events
 from stanch.ssf.delivery import Emitter
@@ -100,6 +101,12 @@ async def test_metadata_jwks_and_stream_crud(stack: Stack) -> None:
     assert (await stack.api("GET", f"/v1/ssf/streams?stream_id={sid}", token=RECEIVER)
             ).status_code == 404
     assert len(stack.records(AuditType.ssf_stream)) == 4
+    # the operator's view: `stanch ssf streams` through the API
+    runner = CliRunner()
+    result = await asyncio.to_thread(runner.invoke, app, ["ssf", "streams", "--api", stack.url],
+                                     env={"STANCH_TOKEN": ADMIN})
+    assert result.exit_code == 0, result.output
+    assert f"issuer {stack.url}" in result.output
 
 
 async def test_poll_stream_verification_and_ack(stack: Stack) -> None:
