@@ -62,8 +62,16 @@ class Emitter:
         self.audit = audit
         self.client = client
         self.store = store or SsfStore(settings.state_dir / "ssf.db")
-        self.transmitter = open_transmitter(settings, self.store)
+        self._transmitter: Transmitter | None = None
         self._kicked: dict[str, int] = {}
+
+    @property
+    def transmitter(self) -> Transmitter:
+        # Built on first use, inside the loop: an inventory that does not load is logged
+        # and retried, it does not stop the worker.
+        if self._transmitter is None:
+            self._transmitter = open_transmitter(self.settings, self.store)
+        return self._transmitter
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
