@@ -336,6 +336,24 @@ async def post_verify(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
+@router.post("/v1/ssf/subjects:add")
+@router.post("/v1/ssf/subjects:remove")
+async def change_subject(request: Request) -> Response:
+    async def go(rt: SsfRuntime, p: Principal) -> Response:
+        body = await _json(request)
+        s = _own(rt, p, body.get("stream_id"))
+        add = request.url.path.endswith(":add")
+        try:
+            await asyncio.to_thread(rt.transmitter.change_subject, s, body.get("subject"),
+                                    add=add)
+        except SetError as e:
+            raise StreamError(400, e.description) from None
+        await _audit_stream(request, p, "subject added" if add else "subject removed",
+                            {"stream_id": s.stream_id})
+        return Response(status_code=200)
+    return await _guard(request, MANAGE, go)
+
+
 @router.post("/v1/ssf/poll/{stream_id}")
 async def poll(stream_id: str, request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:

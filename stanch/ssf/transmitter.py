@@ -60,6 +60,8 @@ class Transmitter:
             "status_endpoint": f"{base}/v1/ssf/status",
             "verification_endpoint": f"{base}/v1/ssf/verify",
             "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6749"}],
+            "add_subject_endpoint": f"{base}/v1/ssf/subjects:add",
+            "remove_subject_endpoint": f"{base}/v1/ssf/subjects:remove",
             "default_subjects": "ALL",
         }
 
@@ -119,11 +121,30 @@ class Transmitter:
             "delivery": delivery,
             "min_verification_interval": self.min_verification_interval,
             **({"description": str(description)[:500]} if description else {}),
+            "excluded_subjects": list(old.get("excluded_subjects", [])) if old else [],
         }
+
+    def change_subject(self, stream: Stream, subject: Any, *, add: bool) -> None:
+        """``default_subjects`` is ALL: removing a subject excludes it from the stream,
+        adding it back includes it again."""
+        from stanch.ssf.set import check_subject
+
+        check_subject(subject, "subject")
+        key = subject_key(subject)
+        if key is None:
+            raise StreamError(400, "subject must be an email or iss_sub subject")
+        excluded = [k for k in stream.config.get("excluded_subjects", []) if k != key]
+        if not add:
+            if len(excluded) >= 10_000:
+                raise StreamError(400, "a stream excludes at most 10000 subjects")
+            excluded.append(key)
+        self.store.update_stream(stream.stream_id,
+                                 {**stream.config, "excluded_subjects": excluded})
 
     def describe(self, stream: Stream) -> dict[str, Any]:
         """The stream as a receiver reads it: the push authorization header is never shown."""
         out = dict(stream.config)
+        out.pop("excluded_subjects", None)
         delivery = dict(out.get("delivery", {}))
         delivery.pop("authorization_header", None)
         out["delivery"] = delivery
@@ -171,9 +192,11 @@ class Transmitter:
             return []
         event = _event(event_type, action, undo, result, record)
         queued = []
+        key = subject_key(sub_id)
         for stream in self.store.streams():
             if stream.status == "disabled" or \
-                    event_type not in stream.config.get("events_delivered", []):
+                    event_type not in stream.config.get("events_delivered", []) or \
+                    key in stream.config.get("excluded_subjects", []):
                 continue
             jti = hashlib.sha256(f"{stream.stream_id}\x00{record.dedup_key or record.seq}"
                                  .encode()).hexdigest()[:32]
@@ -182,8 +205,19 @@ class Transmitter:
         return queued
 
 
+def subject_key(sub: Any) -> str | None:
+    """A comparable key for an email or iss_sub subject (emails compare case-blind)."""
+    if not isinstance(sub, dict):
+        return None
+    if sub.get("format") == "email" and isinstance(sub.get("email"), str):
+        return "email:" + sub["email"].lower()
+    if sub.get("format") == "iss_sub":
+        return f"iss_sub:{sub.get('iss')}\x00{sub.get('sub')}"
+    return None
+
+
 def _receiver_fields(config: dict[str, Any]) -> dict[str, Any]:
-    keep = ("events_requested", "delivery", "description", "aud")
+    keep = ("events_requested", "delivery", "description", "aud", "excluded_subjects")
     return {k: config[k] for k in keep if k in config}
 
 

@@ -79,6 +79,8 @@ MIN_ROLE: dict[tuple[str, str], Role] = {
     ("GET", "/v1/ssf/status"): Role.admin,
     ("POST", "/v1/ssf/status"): Role.admin,
     ("POST", "/v1/ssf/verify"): Role.admin,
+    ("POST", "/v1/ssf/subjects:add"): Role.admin,
+    ("POST", "/v1/ssf/subjects:remove"): Role.admin,
     ("POST", "/v1/ssf/poll/{stream_id}"): Role.admin,
     ("POST", "/v1/ssf/transmitters/{name}/{op}"): Role.admin,
     ("GET", "/v1/ssf/overview"): Role.viewer,

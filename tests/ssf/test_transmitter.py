@@ -59,6 +59,7 @@ async def test_metadata_jwks_and_stream_crud(stack: Stack) -> None:
     assert meta["authorization_schemes"] == [{"spec_urn": "urn:ietf:rfc:6749"}]
     assert {"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"} <= set(meta["delivery_methods_supported"])
     assert meta["configuration_endpoint"].endswith("/v1/ssf/streams")
+    assert meta["add_subject_endpoint"].endswith("/v1/ssf/subjects:add")
     (key,) = jwks["keys"]
     assert key["kty"] == "RSA" and key["alg"] == "RS256" and "d" not in key
     assert len(__import__("base64").urlsafe_b64decode(key["n"] + "==")) * 8 >= 2048
@@ -96,11 +97,17 @@ async def test_metadata_jwks_and_stream_crud(stack: Stack) -> None:
     assert paused.json() == {"stream_id": sid, "status": "paused", "reason": "maintenance"}
     assert (await stack.api("POST", "/v1/ssf/status", token=RECEIVER, json={
         "stream_id": sid, "status": "sleepy"})).status_code == 400
+    removed = await stack.api("POST", "/v1/ssf/subjects:remove", token=RECEIVER, json={
+        "stream_id": sid, "subject": {"format": "email", "email": "bob@example.com"}})
+    assert removed.status_code == 200, removed.text
+    bad = await stack.api("POST", "/v1/ssf/subjects:add", token=RECEIVER, json={
+        "stream_id": sid, "subject": {"format": "email"}})
+    assert bad.status_code == 400 and "email" in bad.json()["reason"]
     assert (await stack.api("DELETE", f"/v1/ssf/streams?stream_id={sid}", token=RECEIVER)
             ).status_code == 204
     assert (await stack.api("GET", f"/v1/ssf/streams?stream_id={sid}", token=RECEIVER)
             ).status_code == 404
-    assert len(stack.records(AuditType.ssf_stream)) == 4
+    assert len(stack.records(AuditType.ssf_stream)) == 5
     # the operator's view: `stanch ssf streams` through the API
     runner = CliRunner()
     result = await asyncio.to_thread(runner.invoke, app, ["ssf", "streams", "--api", stack.url],

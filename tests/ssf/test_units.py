@@ -21,7 +21,7 @@ from stanch.ssf import events
 from stanch.ssf.keys import KeyStore
 from stanch.ssf.set import SetError, make_claims, sign, validate
 from stanch.ssf.store import SsfStore
-from stanch.ssf.transmitter import Transmitter
+from stanch.ssf.transmitter import StreamError, Transmitter
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -149,6 +149,20 @@ def test_announce_maps_actions_and_undos_once(tmp_path: Path) -> None:
     assert claims[2]["events"][events.TOKEN_CLAIMS_CHANGE]["claims"] == {"groups": ["admins"]}
     assert [q.event_type for q in store.pending(other["stream_id"])] == [
         events.SESSION_REVOKED]
+    # a subject removed from a stream hears nothing more there; added back, it does
+    s2 = store.stream(other["stream_id"])
+    assert s2 is not None
+    tx.change_subject(s2, {"format": "email", "email": "Alice@Example.com"}, add=False)
+    tx.announce(_record(6, AuditType.action_result, "force_reauth", "applied"))
+    assert len(store.pending(other["stream_id"])) == 1
+    assert len(store.pending(stream["stream_id"])) == 5
+    s2 = store.stream(other["stream_id"])
+    assert s2 is not None and "excluded_subjects" not in tx.describe(s2)
+    tx.change_subject(s2, {"format": "email", "email": "alice@example.com"}, add=True)
+    tx.announce(_record(7, AuditType.action_result, "force_reauth", "applied"))
+    assert len(store.pending(other["stream_id"])) == 2
+    with pytest.raises(StreamError):
+        tx.change_subject(s2, {"format": "opaque", "id": "x"}, add=False)
     store.close()
 
 
