@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from stanch.playbook.schema import Duration
+from stanch.ssf.config import SsfSettings
 
 
 class ConfigError(Exception):
@@ -235,6 +236,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    ssf: SsfSettings = Field(default_factory=SsfSettings, description="Shared Signals.")
     metrics_host: str = Field(default="127.0.0.1", description="Where the worker's metrics "
                               "endpoints listen.")
     metrics_port: int = Field(

@@ -275,6 +275,9 @@ class AuditType(StrEnum):
     elevation_review = "elevation.review"
     notification_sent = "notification.sent"
     checkpoint = "audit.checkpoint"
+    ssf_event = "ssf.event"  # a SET received that is not an alert (verification, …)
+    ssf_stream = "ssf.stream"  # a stream created, changed, verified or removed
+    ssf_set_queued = "ssf.set_queued"  # Stanch queued a SET for a receiver
 
 
 class AuditEvent(_Model):

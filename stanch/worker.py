@@ -18,6 +18,7 @@ from activities.containment import ContainmentActivities
 from activities.elevation import ElevationActivities
 from activities.notify import NotifyActivities
 from activities.providers.registry import ProviderPool
+from activities.ssf import SsfActivities
 from stanch.audit import AuditStore, checkpoint_key, open_store
 from stanch.audit.checkpoint import run_checkpoints
 from stanch.audit.outbox import OutboxShipper
@@ -60,6 +61,7 @@ def activities_for(settings: Settings, audit: AuditStore,
         elevation.grant_scope,
         elevation.revoke_scope,
         elevation.elevation_review,
+        SsfActivities(settings).push_pending,
     ]
 
 
@@ -107,6 +109,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     worker = build_worker(client, settings, audit, providers=providers)
     stop = stop or asyncio.Event()
     background = _audit_background(settings, audit, stop)
+    if settings.ssf.enabled:
+        from stanch.ssf.delivery import Emitter
+
+        background.append(asyncio.create_task(Emitter(settings, audit, client).run(stop)))
     log.info("worker.started", task_queue=settings.temporal.task_queue,
              temporal=settings.temporal.address)
     try:

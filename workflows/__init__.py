@@ -13,8 +13,9 @@ def __getattr__(name: str) -> Any:
     if name == "WORKFLOWS":
         from workflows.containment import ContainmentWorkflow
         from workflows.elevation import ElevationWorkflow, ScopeLeaseWorkflow
+        from workflows.ssf_delivery import SsfPushWorkflow
 
-        return [ContainmentWorkflow, ElevationWorkflow, ScopeLeaseWorkflow]
+        return [ContainmentWorkflow, ElevationWorkflow, ScopeLeaseWorkflow, SsfPushWorkflow]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -95,6 +95,10 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.include_router(routes_containments.router)
     app.include_router(routes_audit.router, dependencies=[Depends(require(Role.viewer))])
     app.include_router(routes_slack.router)
+    if settings.ssf.enabled:
+        from stanch.api import routes_ssf
+
+        app.include_router(routes_ssf.router)
     _include_optional(app)
 
     @app.get("/healthz", tags=["health"])

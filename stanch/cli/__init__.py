@@ -12,6 +12,7 @@ from stanch.cli import (
     elevation,  # noqa: F401  (elevate, elevations, elevation approve|deny|extend|revoke)
     playbook,  # noqa: F401  (playbook lint, simulate, test, schema)
     runtime,  # noqa: F401  (up, worker, api, mock-idp)
+    ssf,  # noqa: F401  (ssf streams, connect, verify, pause, enable, rotate-key)
     token,  # noqa: F401  (token create)
 )
 from stanch.cli._app import app

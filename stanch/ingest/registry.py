@@ -19,6 +19,7 @@ from stanch.ingest.sources import (
     ocsf,
     sentinel,
     splunk,
+    ssf,
 )
 from stanch.models import Alert
 
@@ -35,6 +36,7 @@ SOURCES: dict[str, Normalizer] = {
     "guardduty": guardduty.normalize,
     "github": github.normalize,
     "ocsf": ocsf.normalize,
+    "ssf": ssf.normalize,
 }
 
 

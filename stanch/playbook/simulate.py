@@ -37,11 +37,26 @@ def read_alerts(
     """Alerts from a JSON file: a normalized :class:`Alert` (or a list of them), or — with
     ``source`` — a raw payload of that source, normalized by ``stanch.ingest.normalize``."""
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SimulationError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise SimulationError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    from stanch.ssf.set import looks_like_compact, unverified
+
+    if looks_like_compact(text):
+        # A Shared Signals SET as a transmitter sends it (compact JWS). Offline, so its
+        # signature is not checked; the ssf normalizer reads the claims.
+        try:
+            payload, source = unverified(text.strip()), "ssf"
+        except Exception as exc:
+            raise SimulationError(f"{path}: not a readable SET: {exc}") from None
+    else:
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SimulationError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        if source is None and isinstance(payload, dict) and isinstance(
+                payload.get("events"), dict) and "jti" in payload and "iss" in payload:
+            source = "ssf"  # a decoded SET
     if source is not None:
         normalize = _normalizer()
         when = received_at or datetime.now(UTC)

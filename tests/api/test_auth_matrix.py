@@ -42,6 +42,10 @@ UNAUTHENTICATED = {
     ("POST", "/v1/integrations/slack/interactions"),  # Slack request signature
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("POST", "/v1/ssf/push/{name}"),  # SET signature (and the transmitter's push token)
+    ("GET", "/.well-known/ssf-configuration"),  # SSF metadata is public
+    ("GET", "/.well-known/ssf-configuration/{path:path}"),
+    ("GET", "/v1/ssf/jwks.json"),
 }
 
 # The least role that may call each endpoint. A new endpoint must be added here.
@@ -66,6 +70,20 @@ MIN_ROLE: dict[tuple[str, str], Role] = {
     ("POST", "/v1/elevations/{workflow_id}/extend"): Role.viewer,
     ("POST", "/v1/elevations/{workflow_id}/revoke"): Role.viewer,
     ("POST", "/v1/elevations/{workflow_id}/decisions"): Role.approver,
+    # SSF transmitter endpoints: the group ssf.manage / ssf.read, or the admin role
+    ("POST", "/v1/ssf/streams"): Role.admin,
+    ("GET", "/v1/ssf/streams"): Role.admin,
+    ("PATCH", "/v1/ssf/streams"): Role.admin,
+    ("PUT", "/v1/ssf/streams"): Role.admin,
+    ("DELETE", "/v1/ssf/streams"): Role.admin,
+    ("GET", "/v1/ssf/status"): Role.admin,
+    ("POST", "/v1/ssf/status"): Role.admin,
+    ("POST", "/v1/ssf/verify"): Role.admin,
+    ("POST", "/v1/ssf/subjects:add"): Role.admin,
+    ("POST", "/v1/ssf/subjects:remove"): Role.admin,
+    ("POST", "/v1/ssf/poll/{stream_id}"): Role.admin,
+    ("POST", "/v1/ssf/transmitters/{name}/{op}"): Role.admin,
+    ("GET", "/v1/ssf/overview"): Role.viewer,
 }
 
 # Bodies that get a sufficient caller past validation, so the handler itself runs.

@@ -31,6 +31,7 @@ SOURCE_AUTH: dict[str, SourceAuth] = {
     "github": SourceAuth(mode="github", secrets=[SecretStr("gh-hook-secret"),
                                                  SecretStr("gh-hook-secret-2")]),
     "ocsf": SourceAuth(mode="hmac", secrets=[SecretStr("ocsf-key")]),
+    "ssf": SourceAuth(mode="bearer", secrets=[SecretStr("ssf-decoded-token")]),
 }
 
 

@@ -21,7 +21,7 @@ def test_default_playbooks_lint_clean() -> None:
     assert {pb.name for pb in defaults()} == {
         "risky-sign-in", "leaked-secret", "anomalous-nhi-api-use", "privilege-escalation",
         "oauth-app-compromise", "dormant-nhi-active", "malware-on-host", "manual-containment",
-        "leaked-user-credential",
+        "leaked-user-credential", "shared-signals",
     }
 
 
