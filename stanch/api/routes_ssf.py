@@ -14,6 +14,7 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,7 +86,7 @@ async def _accept(request: Any, name: str, token: str, via: str, client: str | N
         raise
     if outcome.kind == "alert" and not outcome.duplicate:
         for alert in outcome.alerts:
-            await _contain(request, alert)
+            await _contain(request, alert, datetime.now(UTC))
     await rt.receiver.done(name, outcome)
     SSF_RECEIVED.labels("duplicate" if outcome.duplicate else outcome.kind).inc()
 
