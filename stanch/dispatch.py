@@ -24,6 +24,14 @@ from workflows.containment_types import ContainmentInput, NewAlertInput, NewAler
 ClientFactory = Callable[[], Awaitable[Client]]
 
 
+def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
+    """The identity with its provider's adapter type, which the planner's declarations need."""
+    conf = settings.providers.get(identity.ref.provider)
+    if conf is None or identity.provider_type == conf.type:
+        return identity
+    return identity.model_copy(update={"provider_type": conf.type})
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, client: ClientFactory,
                  playbooks: Callable[[], Sequence[Playbook]], *,
@@ -46,6 +54,7 @@ class Dispatcher:
                        requested_by: str | None = None, reason: str = "",
                        ticket: str | None = None, break_glass: bool = False) -> NewAlertResult:
         client = await self._client()
+        identity = with_provider_type(identity, self.settings)
         wid = identity.ref.workflow_id()
         # The raw payload stays in the audit trail; history gets the normalized alert only
         # (manual requests keep theirs: it carries the requested level).

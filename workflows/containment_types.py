@@ -197,6 +197,12 @@ class StepView(BaseModel):
     irreversible: bool = False
     revert_at: datetime | None = None
     error: str | None = None
+    changes: list[str] = Field(default_factory=list, description="Declared: what it changes.")
+    undo_restores: list[str] = Field(default_factory=list,
+                                     description="Declared: what undo puts back.")
+    loses: list[str] = Field(default_factory=list,
+                             description="Declared: what rollback cannot restore (loss ids).")
+    loss_gate: str = Field(default="", description="Why it waits for a human, when a loss does.")
 
 
 class ContainmentStatus(BaseModel):
