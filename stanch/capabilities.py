@@ -79,7 +79,8 @@ LOSSES: dict[str, str] = {
     "old_secret": "the previous password or secret: destroyed, not deactivated, so undo "
                   "cannot bring it back and a new one must be handed out",
     "failed_login_history": "the directory's failed-login record (ppolicy pwdFailureTime): "
-                            "the password policy clears it when the lock is removed; Stanch "
+                            "the password policy clears it when the password changes or a lock "
+                            "is removed; Stanch "
                             "captures it into the audit record before acting",
     "assignment_ids": "app role assignment ids and creation times: undo re-creates the "
                       "assignments, and Graph gives them new ids",
@@ -212,8 +213,9 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             loses=("failed_login_history",)),
         Action.rotate: _yes(
             params=frozenset({"credential", "password_fingerprint"}),
-            changes=("sets a new random password (RFC 3062 password modify)",),
-            loses=("old_secret",)),
+            changes=("sets a new random password (RFC 3062 password modify); the failed-login "
+                     "record is captured into the before-state first",),
+            loses=("old_secret", "failed_login_history")),
         Action.force_reauth: _unsupported(
             "LDAP has no sessions to revoke: use the identity provider in front of it"),
     },
