@@ -102,7 +102,7 @@ async def test_every_rung_then_rollback_differs_only_in_declared_losses(
         provider: AwsIamProvider, iam: Any) -> None:
     ref, users, groups, active_key = realistic(iam)
     alice = users[0]
-    before, after, results = await assert_rollback_exact(
+    _, after, results = await assert_rollback_exact(
         "aws_iam", provider, ref, [
             (Action.reduce_scope, {}), (Action.force_reauth, {}),
             (Action.rotate, {"credentials": [active_key]}), (Action.revoke, {})],
