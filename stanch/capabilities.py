@@ -86,6 +86,7 @@ LOSSES: dict[str, str] = {
                       "assignments, and Graph gives them new ids",
 }
 
+_WHOLE = "revokes the whole identity: a step naming single credentials is refused"
 _GROUPS = frozenset({"groups", "remove_groups", "only_new_grants", "new_grants"})
 _TARGET = frozenset({"target", "credentials"})
 
@@ -161,9 +162,9 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
                      "limit only deactivates it (no secret is deleted)",),
             undo_restores=("the old secret, active again", "no new secret (deleted)")),
         Action.revoke: _yes(
-            kinds=frozenset({IdentityKind.user}), params=frozenset({"target"}),
+            kinds=frozenset({IdentityKind.user}),
             changes=("suspends the user (not deactivate: that is destructive)",),
-            undo_restores=("the user, unsuspended",)),
+            undo_restores=("the user, unsuspended",), reason=_WHOLE),
     },
     "entra": {
         Action.reduce_scope: _yes(
@@ -183,9 +184,8 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
                      "deactivate one)",),
             loses=("old_secret",)),
         Action.revoke: _yes(
-            params=frozenset({"target"}),
             changes=("accountEnabled=false on the user or service principal",),
-            undo_restores=("accountEnabled=true",)),
+            undo_restores=("accountEnabled=true",), reason=_WHOLE),
     },
     "scim": {
         Action.reduce_scope: _yes(
@@ -193,8 +193,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("removes the user from groups (those named; default all)",),
             undo_restores=("the memberships with their attributes (display, type, $ref)",)),
         Action.revoke: _yes(
-            params=frozenset({"target"}),
-            changes=("sets the user active=false",), undo_restores=("active=true",)),
+            changes=("sets the user active=false",), undo_restores=("active=true",), reason=_WHOLE),
         Action.force_reauth: _unsupported(
             "SCIM has no sessions: use the identity provider's own API"),
         Action.rotate: _unsupported(
@@ -206,11 +205,10 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("removes the DN from groupOfNames groups (those named; default all)",),
             undo_restores=("the memberships",)),
         Action.revoke: _yes(
-            params=frozenset({"target"}),
             changes=("locks the account with pwdAccountLockedTime (ppolicy); the failed-login "
                      "record is captured into the before-state first",),
             undo_restores=("the account, unlocked",),
-            loses=("failed_login_history",)),
+            loses=("failed_login_history",), reason=_WHOLE),
         Action.rotate: _yes(
             params=frozenset({"credential", "password_fingerprint"}),
             changes=("sets a new random password (RFC 3062 password modify); the failed-login "
@@ -234,9 +232,8 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
                      "cannot be deactivated)",),
             loses=("old_secret",)),
         Action.revoke: _yes(
-            params=frozenset({"target"}),
             changes=("sets the identity entity disabled=true",),
-            undo_restores=("disabled=false",)),
+            undo_restores=("disabled=false",), reason=_WHOLE),
     },
 }
 

@@ -41,6 +41,8 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    named_secret,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -314,6 +316,7 @@ class EntraProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         before = await self._state(identity)
         if before["accountEnabled"] is False:
             return action_result(action_id, Action.revoke, identity, changed=False,
@@ -349,7 +352,7 @@ class EntraProvider:
         sp = identity.id
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]
-        old = params.get("key_id")
+        old = named_secret(params, "key_id", keys, self.name, f"service principal {sp}")
         if old is None:
             if len(keys) != 1:
                 raise PermanentProviderError(

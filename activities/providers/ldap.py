@@ -47,6 +47,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -267,6 +268,7 @@ class LdapProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         dn = identity.id
         before = await self._state(dn)
         if before["locked"]:

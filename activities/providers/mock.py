@@ -374,11 +374,31 @@ class MockProvider:
                           before=_rewind(state, earlier), after=after, undo=undo,
                           message=f"rotated {old_id} to {new_id}; {old_id} is inactive")
 
+    def _named_credentials(self, identity: IdentityRef, state: dict[str, Any],
+                           params: dict[str, Any]) -> list[str] | None:
+        """The credentials a credential revoke names; None: the whole identity. A name the
+        identity does not hold is refused, never skipped."""
+        named = [str(c) for c in params.get("credentials") or []]
+        if not named:
+            if params.get("target") == "credential":
+                raise PermanentProviderError(
+                    f"revoke of a credential on {identity.id!r}, but none was named",
+                    provider=self.name, code="NoCredentialNamed")
+            return None
+        held = {c["id"] for c in state["credentials"]}
+        foreign = [c for c in named if c not in held]
+        if foreign:
+            raise PermanentProviderError(
+                f"identity {identity.id!r} holds no credential {', '.join(foreign)}",
+                provider=self.name, code="NoSuchCredential")
+        return named
+
     def _rotation_source(self, identity: IdentityRef, state: dict[str, Any],
                          params: dict[str, Any]) -> dict[str, Any]:
         creds: list[dict[str, Any]] = state["credentials"]
-        if params.get("credential_id"):
-            found = [c for c in creds if c["id"] == params["credential_id"]]
+        named = params.get("credential_id") or next(iter(params.get("credentials") or []), None)
+        if named:
+            found = [c for c in creds if c["id"] == named]
         elif params.get("credential_type"):
             found = [c for c in creds
                      if c["type"] == params["credential_type"] and c["status"] == "active"]
@@ -398,12 +418,13 @@ class MockProvider:
         deactivated = [c["detail"]["credential_id"] for c in earlier
                        if c["op"] == "credential.deactivate"]
         last: dict[str, Any] | None = None
-        if state["status"] == "active":
+        named = self._named_credentials(identity, state, params)
+        if named is None and state["status"] == "active":
             resp = await self._write("POST", identity.id, "/disable", action_id)
             disabled = disabled or bool((resp or {}).get("changed"))
             last = resp or last
         for cred in state["credentials"]:
-            if cred["status"] != "active":
+            if cred["status"] != "active" or (named is not None and cred["id"] not in named):
                 continue
             resp = await self._write("POST", identity.id,
                                      f"/credentials/{_seg(cred['id'])}/deactivate", action_id,
@@ -413,8 +434,9 @@ class MockProvider:
             last = resp or last
 
         after = await self._after(identity.id, last)
-        still = [c["id"] for c in after["credentials"] if c["status"] == "active"]
-        if after["status"] != "disabled" or still:
+        still = [c["id"] for c in after["credentials"] if c["status"] == "active"
+                 and (named is None or c["id"] in named)]
+        if (named is None and after["status"] != "disabled") or still:
             raise self._verify_failed(identity, f"status {after['status']}, active {still}")
         deactivated = list(dict.fromkeys(deactivated))
         steps = (["re-enable"] if disabled else []) + (
@@ -424,7 +446,8 @@ class MockProvider:
                         description=" and ".join(steps))
         return self._done(action_id, Action.revoke, identity, disabled or bool(deactivated),
                           before=_rewind(state, earlier), after=after, undo=undo,
-                          message=f"disabled; deactivated {len(deactivated)} credential(s)")
+                          message=("" if named is not None else "disabled; ")
+                          + f"deactivated {len(deactivated)} credential(s)")
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         identity = original.identity

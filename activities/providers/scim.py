@@ -26,7 +26,13 @@ from urllib.parse import quote
 
 import httpx
 
-from activities.providers._common import action_result, dispatch_undo, undo_result, wanted
+from activities.providers._common import (
+    action_result,
+    dispatch_undo,
+    refuse_credential_target,
+    undo_result,
+    wanted,
+)
 from activities.providers._credentials import credential
 from activities.providers._http import HttpApi
 from activities.providers.base import PermanentProviderError, TransientProviderError
@@ -206,6 +212,7 @@ class ScimProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         before = await self._state(identity.id)
         if not await self._set_active(identity.id, False):
             return action_result(action_id, Action.revoke, identity, changed=False,

@@ -40,6 +40,8 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    named_secret,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -298,7 +300,8 @@ class VaultProvider:
                                     "hold no secret")
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
-        old = params.get("secret_id_accessor")
+        old = named_secret(params, "secret_id_accessor", accessors, self.name,
+                           f"approle {role}")
         if old is None:
             if len(accessors) != 1:
                 raise PermanentProviderError(
@@ -336,6 +339,7 @@ class VaultProvider:
         if self._approle(identity) is not None:
             raise self._unsupported("revoke works on identity entities; for an AppRole "
                                     "rotate its secret-id")
+        refuse_credential_target(self.name, identity, params)
         return await self._set_disabled(action_id, identity, True)
 
     async def _set_disabled(self, action_id: str, identity: IdentityRef,
