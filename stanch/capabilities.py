@@ -103,7 +103,8 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
         Action.rotate: _yes(
             params=frozenset({"credential", "credential_id", "credential_type",
                               "credentials", "reset_factors"}),
-            changes=("issues a new credential", "deactivates the old one (not deleted)"),
+            changes=("issues a new credential and deactivates the old one (never deletes); at "
+                     "the per-type limit only deactivates it",),
             undo_restores=("the old credential, active again", "no new credential (deleted)")),
         Action.revoke: _yes(
             params=_TARGET,
@@ -193,7 +194,8 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("removes the user from groups (those named; default all)",),
             undo_restores=("the memberships with their attributes (display, type, $ref)",)),
         Action.revoke: _yes(
-            changes=("sets the user active=false",), undo_restores=("active=true",), reason=_WHOLE),
+            changes=("sets the user active=false",), undo_restores=("active=true",),
+            reason=_WHOLE),
         Action.force_reauth: _unsupported(
             "SCIM has no sessions: use the identity provider's own API"),
         Action.rotate: _unsupported(

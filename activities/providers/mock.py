@@ -342,6 +342,16 @@ class MockProvider:
             return self._done(action_id, Action.rotate, identity, False, before=state,
                               after=state, undo=None,
                               message=f"already rotated {done['detail']['old_credential_id']}")
+        limited = next((c for c in prior if c["op"] == "credential.deactivate"), None)
+        if done is None and limited is not None:
+            # An earlier attempt met the limit and deactivated the old credential.
+            cid = limited["detail"]["credential_id"]
+            undo = UndoSpec(action=Action.rotate, params={"reactivate": [cid]},
+                            description=f"reactivate {cid}")
+            delivered = action_id in self._delivered
+            return self._done(action_id, Action.rotate, identity, not delivered,
+                              before=_rewind(state, [limited]), after=state, undo=undo,
+                              message=f"{cid} deactivated; no new credential issued (limit)")
         if done is not None:
             earlier = [done]
             detail = done["detail"]
@@ -350,8 +360,13 @@ class MockProvider:
         else:
             old = self._rotation_source(identity, state, params)
             old_id, old_status = old["id"], old["status"]
-            resp = await self._write("POST", identity.id, "/credentials/rotate", action_id,
-                                     {"credential_id": old_id})
+            try:
+                resp = await self._write("POST", identity.id, "/credentials/rotate",
+                                         action_id, {"credential_id": old_id})
+            except PermanentProviderError as err:
+                if err.code != "LimitExceeded":
+                    raise
+                return await self._rotate_at_limit(action_id, identity, state, old)
             assert resp is not None
             # The new secret is shown once; Stanch never stores or logs it.
             resp.pop("secret", None)
@@ -373,6 +388,27 @@ class MockProvider:
         return self._done(action_id, Action.rotate, identity, True,
                           before=_rewind(state, earlier), after=after, undo=undo,
                           message=f"rotated {old_id} to {new_id}; {old_id} is inactive")
+
+    async def _rotate_at_limit(self, action_id: str, identity: IdentityRef,
+                               state: dict[str, Any], old: dict[str, Any]) -> ActionResult:
+        """At the IdP's per-type limit no credential is deleted to make room: an active old
+        one is deactivated (reversible) and none issued; otherwise a human decides."""
+        if old["status"] != "active":
+            raise PermanentProviderError(
+                f"identity {identity.id!r} is at its {old['type']} limit and {old['id']} is "
+                "already inactive; Stanch never deletes a credential: delete one by hand, "
+                "then retry", provider=self.name, code="LimitExceeded")
+        resp = await self._write("POST", identity.id, f"/credentials/{_seg(old['id'])}"
+                                 "/deactivate", action_id)
+        after = await self._after(identity.id, resp)
+        if {c["id"]: c["status"] for c in after["credentials"]}.get(old["id"]) != "inactive":
+            raise self._verify_failed(identity, f"{old['id']!r} is still active")
+        undo = UndoSpec(action=Action.rotate, params={"reactivate": [old["id"]]},
+                        description=f"reactivate {old['id']}")
+        return self._done(action_id, Action.rotate, identity, True, before=state, after=after,
+                          undo=undo, message=f"{old['id']} deactivated; no new credential "
+                          f"issued: {identity.id} is at its {old['type']} limit and Stanch "
+                          "never deletes one")
 
     def _named_credentials(self, identity: IdentityRef, state: dict[str, Any],
                            params: dict[str, Any]) -> list[str] | None:
