@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stanch.models import Action, IdentityKind
+from stanch.models import CONTAINMENT_ACTIONS, Action, IdentityKind
 
 ALL_KINDS: frozenset[IdentityKind] = frozenset(IdentityKind)
 
@@ -192,7 +192,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
         Action.reduce_scope: _yes(
             params=_GROUPS,
             changes=("removes the user from groups (those named; default all)",),
-            undo_restores=("the memberships with their attributes (display, type, $ref)",)),
+            undo_restores=("the memberships with their attributes (display, type)",)),
         Action.revoke: _yes(
             changes=("sets the user active=false",), undo_restores=("active=true",),
             reason=_WHOLE),
@@ -279,3 +279,28 @@ def adapter_type(provider: str, configured: Mapping[str, str] | None = None) -> 
     if configured and provider in configured:
         return configured[provider]
     return provider if provider in DECLARATIONS else None
+
+
+def reversibility_table() -> str:
+    """Markdown: action by adapter → what changes, what undo restores, what is lost. The
+    section of docs/providers.md between the markers is this, generated
+    (``python scripts/providers_doc.py``)."""
+    rows = ["| action | provider | changes | undo restores | lost (rollback cannot restore) |",
+            "| --- | --- | --- | --- | --- |"]
+    for action in CONTAINMENT_ACTIONS:
+        for adapter in sorted(DECLARATIONS):
+            d = declaration(adapter, action)
+            if not d.supported:
+                rows.append(f"| {action.value} | {adapter} | — not supported: {d.reason} | | |")
+                continue
+            lost = list(d.loses) + [f"{x} (with `{p}`)" for p, more in
+                                    sorted(d.param_losses.items()) for x in more]
+            kinds = "" if d.kinds == ALL_KINDS else \
+                " (" + ", ".join(sorted(k.value for k in d.kinds)) + ")"
+            note = f" ({d.reason})" if d.reason else ""
+            rows.append(" | ".join([
+                f"| {action.value}", adapter + kinds, "; ".join(d.changes) + note,
+                "; ".join(d.undo_restores) or "nothing",
+                ", ".join(lost) or "nothing"]) + " |")
+    legend = [f"- `{k}`: {v}" for k, v in sorted(LOSSES.items())]
+    return "\n".join([*rows, "", "Losses:", "", *legend]) + "\n"
