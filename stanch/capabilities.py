@@ -131,8 +131,11 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             loses=("sessions",),
             reason="the policy is never removed by undo: that would revive stolen sessions"),
         Action.rotate: _yes(
-            kinds=frozenset({IdentityKind.user, IdentityKind.access_key}),
+            kinds=frozenset({IdentityKind.user, IdentityKind.access_key,
+                             IdentityKind.service_account}),
             params=frozenset({"credential", "credentials", "access_key_id"}),
+            reason="IAM users only: a service account given by a bare name is an IAM role, "
+                   "which has no keys; give its user ARN",
             changes=("creates a new access key and deactivates the named one (never deletes); "
                      "at the two-key limit only deactivates it and names the key a human "
                      "must delete before a new one can be issued",),

@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from stanch.capabilities import LOSSES
+from stanch.capabilities import LOSSES, adapter_type, declaration, supports
 from stanch.cli._app import app
 from stanch.config import ConfigError, Settings, load_settings
 from stanch.inventory import Inventory, InventoryError, YamlInventory
-from stanch.models import Alert, PlanState
+from stanch.models import Action, Alert, PlanState
 from stanch.playbook.errors import LoadError
 from stanch.playbook.fixtures import find_fixtures, run_fixtures, summarize
 from stanch.playbook.loader import lint as lint_paths
@@ -252,12 +252,20 @@ def _print_explanation(resolution: Any, ex: Explanation) -> None:
         _out.print(line)
         if d.step.notify:
             _out.print(f"      notify {', '.join(d.step.notify)}", style="dim")
-        _print_declaration(d.step)
+        _print_declaration(d.step, ident)
     _out.print()
 
 
-def _print_declaration(step: Any) -> None:
+def _print_declaration(step: Any, identity: Any) -> None:
     """What the step changes, what rollback restores and what it cannot (declared)."""
+    adapter = adapter_type(identity.ref.provider, {identity.ref.provider:
+                                                   identity.provider_type}
+                           if identity.provider_type else None)
+    if adapter and step.action is not Action.notify and not supports(
+            adapter, step.action, identity.ref.kind):
+        reason = declaration(adapter, step.action).reason
+        _out.print(f"      [red]not supported on {adapter}[/]: {escape(reason)}")
+        return
     for text in step.changes:
         _out.print(f"      changes: {escape(text)}")
     for text in step.undo_restores:
