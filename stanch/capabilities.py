@@ -102,7 +102,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("revokes every session",), loses=("sessions",)),
         Action.rotate: _yes(
             params=frozenset({"credential", "credential_id", "credential_type",
-                              "credentials", "reset_factors"}),
+                              "credentials"}),
             changes=("issues a new credential and deactivates the old one (never deletes); at "
                      "the per-type limit only deactivates it",),
             undo_restores=("the old credential, active again", "no new credential (deleted)")),

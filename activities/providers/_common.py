@@ -153,3 +153,14 @@ def named_secret(params: dict[str, Any], native: str, held: Iterable[str],
         raise PermanentProviderError(f"{owner} holds no credential {named}",
                                      provider=provider, code="NoSuchCredential")
     return str(named) if named is not None else None
+
+
+def refuse_credential_kind(provider: str, identity: IdentityRef, params: dict[str, Any],
+                           handles: str) -> None:
+    """A rotate step asking for a kind of credential this adapter does not rotate
+    (``params.credential``) is refused, never answered by rotating something else."""
+    kind = params.get("credential")
+    if kind not in (None, "all", handles):
+        raise PermanentProviderError(
+            f"{provider} rotates only the {handles} of {identity.id}, not its {kind}: "
+            "the step cannot be honoured here", provider=provider, code="Unsupported")

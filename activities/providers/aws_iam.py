@@ -50,6 +50,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    refuse_credential_kind,
     undo_result,
     wanted,
 )
@@ -427,6 +428,7 @@ class AwsIamProvider:
     async def rotate(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
         p = await self._principal(identity)
+        refuse_credential_kind(self.name, identity, params, "access_key")
         if p.kind != "user":
             raise PermanentProviderError(f"{identity.id}: roles have no access keys to rotate",
                                          provider=self.name, code="Unsupported")

@@ -42,6 +42,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     named_secret,
+    refuse_credential_kind,
     refuse_credential_target,
     undo_result,
     wanted,
@@ -349,6 +350,7 @@ class EntraProvider:
             raise PermanentProviderError("rotate works on service principals; a user's "
                                          "password reset is for a human to start",
                                          provider=self.name, code="Unsupported")
+        refuse_credential_kind(self.name, identity, params, "client_secret")
         sp = identity.id
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]

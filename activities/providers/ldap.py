@@ -47,6 +47,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    refuse_credential_kind,
     refuse_credential_target,
     undo_result,
     wanted,
@@ -306,6 +307,7 @@ class LdapProvider:
 
     async def rotate(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_kind(self.name, identity, params, "password")
         dn = identity.id
         repeat = self._done.repeat(action_id)
         if repeat is not None:

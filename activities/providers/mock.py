@@ -57,6 +57,11 @@ _OPS: dict[Action, frozenset[str]] = {
 }
 
 
+# The playbook's provider-neutral `credential` → the mock IdP's credential type.
+_CREDENTIAL_TYPES = {"password": "password", "access_key": "api_key",
+                     "client_secret": "client_secret", "secret_id": "token"}
+
+
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
@@ -435,9 +440,9 @@ class MockProvider:
         named = params.get("credential_id") or next(iter(params.get("credentials") or []), None)
         if named:
             found = [c for c in creds if c["id"] == named]
-        elif params.get("credential_type"):
-            found = [c for c in creds
-                     if c["type"] == params["credential_type"] and c["status"] == "active"]
+        elif params.get("credential_type") or params.get("credential") in _CREDENTIAL_TYPES:
+            ctype = params.get("credential_type") or _CREDENTIAL_TYPES[params["credential"]]
+            found = [c for c in creds if c["type"] == ctype and c["status"] == "active"]
         else:
             found = [c for c in creds if c["type"] != "mfa" and c["status"] == "active"]
         if not found:

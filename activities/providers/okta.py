@@ -43,6 +43,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     named_secret,
+    refuse_credential_kind,
     refuse_credential_target,
     undo_result,
     wanted,
@@ -279,6 +280,7 @@ class OktaProvider:
             raise PermanentProviderError("rotate works on OAuth apps (client secrets); a "
                                          "user's password reset is for a human to start",
                                          provider=self.name, code="Unsupported")
+        refuse_credential_kind(self.name, identity, params, "client_secret")
         app = identity.id
         before = await self._app_state(app)
         secrets: dict[str, str] = before["secrets"]

@@ -41,6 +41,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     named_secret,
+    refuse_credential_kind,
     refuse_credential_target,
     undo_result,
     wanted,
@@ -298,6 +299,7 @@ class VaultProvider:
         if role is None:
             raise self._unsupported("rotate works on AppRoles (id approle/<role>): entities "
                                     "hold no secret")
+        refuse_credential_kind(self.name, identity, params, "secret_id")
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
         old = named_secret(params, "secret_id_accessor", accessors, self.name,

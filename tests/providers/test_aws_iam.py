@@ -305,3 +305,12 @@ async def test_playbook_params_only_new_grants(provider: AwsIamProvider, iam: An
     rest = await provider.reduce_scope("pb3", ref, {"remove_groups": [],
                                                     "detach_policies": []})
     assert rest.after["attached_policies"] == [DENY_ALL_ARN] and rest.after["groups"] == []
+
+
+async def test_parameters_it_cannot_honour_are_refused(provider: AwsIamProvider,
+                                                       iam: Any) -> None:
+    name = make_user(iam, keys=1)
+    before = await provider.snapshot(user_ref(name))
+    with pytest.raises(PermanentProviderError, match="not its password"):
+        await provider.rotate("rot", user_ref(name), {"credential": "password"})
+    assert await provider.snapshot(user_ref(name)) == before
