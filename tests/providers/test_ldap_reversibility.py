@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import ldap3
 import pytest
 from pydantic import SecretStr
+from temporalio.testing import ActivityEnvironment
 
+from activities.containment import ContainmentActivities
 from activities.providers.ldap import LdapProvider
+from stanch.audit import SqliteAuditStore
 from stanch.config import ProviderSettings, Settings
-from stanch.models import Action, IdentityKind, IdentityRef
+from stanch.models import Action, ActionRequest, IdentityKind, IdentityRef
 
 from .conftest import LDAP_ROOT_DN, LDAP_ROOT_PW
 from .reversibility import Dump, assert_rollback_exact
@@ -110,3 +114,37 @@ async def test_revoke_alone_loses_only_the_failed_login_history_it_captured(
     assert revoke.before["failed_logins"] == before[f"{alice}|pwdFailureTime"]
     assert len(revoke.before["failed_logins"]) == 2
     assert "2 pwdFailureTime values" in revoke.message
+
+
+async def test_failed_logins_are_in_the_audit_before_revoke_and_before_its_undo(
+        admin: ldap3.Connection, ldap_url: str, tmp_path: Path) -> None:
+    """Through the activities: the revoke's intent and the undo's intent both carry the
+    failed-login record the unlock then clears (ppolicy does not count binds against a
+    locked account, so a try while locked adds nothing)."""
+    ref, _ = realistic(admin, ldap_url)
+    creds = {"bind_dn": SecretStr(LDAP_ROOT_DN), "password": SecretStr(LDAP_ROOT_PW)}
+    settings = Settings(state_dir=tmp_path, providers={"ldap": ProviderSettings(
+        type="ldap", options={"url": ldap_url, "base": BASE,
+                              "group_base": f"ou=groups,{BASE}"},
+        read_credentials=creds, action_credentials=creds)})
+    store = SqliteAuditStore(tmp_path / "audit.db")
+    acts = ContainmentActivities(settings, store)
+    env = ActivityEnvironment()
+    try:
+        req = ActionRequest(action_id="act-lock", workflow_id="wf-1", identity=ref,
+                            action=Action.revoke)
+        result = await env.run(acts.apply_action, req)
+        _fail_binds(ldap_url, ref.id, 1)  # while locked
+        await env.run(acts.undo_action, ActionRequest(
+            action_id="act-lock-undo", workflow_id="wf-1", identity=ref, action=Action.revoke,
+            params={"original": result.model_dump(mode="json")}))
+        intent = store.find("act-lock:intent")
+        undo_intent = store.find("act-lock-undo:intent")
+        assert intent is not None and undo_intent is not None
+        assert len(intent.data["snapshot"]["failed_logins"]) == 2
+        assert undo_intent.data["snapshot"]["failed_logins"] == \
+            intent.data["snapshot"]["failed_logins"]
+        assert (await acts.providers.get("ldap").snapshot(ref))["failed_logins"] == []
+    finally:
+        await acts.providers.aclose()
+        store.close()
