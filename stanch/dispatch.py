@@ -85,7 +85,8 @@ class Dispatcher:
                 subject=identity.ref.key, workflow_id=wid, alert_ids=[alert.id],
                 reason=result.plan_reason, ticket=ticket,
                 data={"playbook": result.playbook, "queued": result.queued,
-                      "planned": result.planned, "category": alert.category.value,
+                      "planned": result.planned, "loses": result.loses,
+                      "category": alert.category.value,
                       "severity": alert.severity.value, "requested_by": requested_by},
                 dedup_key=f"plan:{wid}:{alert.id}"))
         return result

@@ -469,7 +469,8 @@ class ContainmentWorkflow:
         self._set_sa()
         return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=False,
                               playbook=result.playbook, queued=queued, plan_reason=result.reason,
-                              planned=[s.step_id for s in result.steps])
+                              planned=[s.step_id for s in result.steps],
+                              loses={s.step_id: s.loses for s in result.steps if s.loses})
 
     @add_alert.validator
     def _validate_add_alert(self, inp: NewAlertInput) -> None:

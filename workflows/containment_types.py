@@ -127,6 +127,9 @@ class NewAlertResult(BaseModel):
     queued: list[str] = Field(default_factory=list)
     planned: list[str] = Field(default_factory=list)
     plan_reason: str = ""
+    loses: dict[str, list[str]] = Field(
+        default_factory=dict, description="Planned step id → what rollback cannot restore "
+        "(declared before it runs), for the steps that lose anything.")
 
 
 class DecisionInput(BaseModel):

@@ -62,7 +62,8 @@ async def test_an_accepted_loss_runs_automatically(
     pb = playbook([{"action": "force_reauth", "approval": waived,
                     "accept_loss": ["sessions"]}], up_to="force_reauth")
     async with running_worker(ts_env.client, settings, task_queue):
-        await send_alert(ts_env.client, task_queue, alert(severity=Level.high), [pb])
+        planned = await send_alert(ts_env.client, task_queue, alert(severity=Level.high), [pb])
+        assert planned.loses == {"test-ladder:0:force_reauth": ["sessions"]}
         st = await _until(handle(ts_env.client, task_queue),
                           lambda s: s.steps and s.steps[0].status is StepStatus.applied)
         assert st.steps[0].loses == ["sessions"] and not st.steps[0].loss_gate
