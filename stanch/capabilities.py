@@ -99,6 +99,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("removes privileged group memberships (or the groups named)",),
             undo_restores=("the memberships, each with its privileged flag",)),
         Action.force_reauth: _yes(
+            params=frozenset({"refresh_tokens"}),
             changes=("revokes every session",), loses=("sessions",)),
         Action.rotate: _yes(
             params=frozenset({"credential", "credential_id", "credential_type",
@@ -172,7 +173,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
     },
     "entra": {
         Action.reduce_scope: _yes(
-            params=_GROUPS | {"app_roles"},
+            params=_GROUPS | {"app_roles", "drop_grants"},
             changes=("removes direct assigned-group memberships (dynamic groups are left) and "
                      "deletes app role assignments",),
             undo_restores=("the memberships", "the app role assignments (resource and role)"),
