@@ -16,12 +16,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from stanch.config import Settings
 from stanch.models import Level
+from stanch.playbook import load_playbooks
 from tests.workflows.helpers import alert, handle, playbook, running_worker, send_alert
 from tests.workflows.test_replay import HISTORIES, _replayer
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import StepStatus
 
 RECORDED = HISTORIES / "containment-per-target-grants.json"
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def _until(h, pred, tries: int = 300):  # type: ignore[no-untyped-def]
@@ -111,3 +113,39 @@ async def test_recorded_per_target_history_replays() -> None:
     result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
     assert Path(RECORDED).stat().st_size > 0
+
+
+async def test_default_privilege_escalation_playbook_per_grant(
+        ts_env: WorkflowEnvironment, settings: Settings, task_queue: str, mock_idp: str) -> None:
+    """The shipped playbook: the second alert's new grant is removed (and, as a repeat,
+    revoke waits for approval); the same alert delivered again changes nothing."""
+    pbs = load_playbooks([REPO / "playbooks"])
+
+    def pe(grant: str, key: str) -> Any:
+        return _grant_alert(grant, key).model_copy(update={"confidence": Level.medium})
+
+    h = handle(ts_env.client, task_queue)
+    async with running_worker(ts_env.client, settings, task_queue):
+        first = await send_alert(ts_env.client, task_queue, pe("prod-admins", "d-1"), pbs)
+        assert "privilege-escalation:1:reduce_scope[prod-admins]" in first.queued
+        await _until(h, lambda s: any(x.step_id.endswith("[prod-admins]")
+                                      and x.status is StepStatus.applied for x in s.steps))
+        second = await send_alert(ts_env.client, task_queue,
+                                  pe("break-glass-admins", "d-2"), pbs)
+        assert second.queued == ["privilege-escalation:1:reduce_scope[break-glass-admins]",
+                                 "privilege-escalation:2:revoke"]
+        st = await _until(h, lambda s: s.pending_approvals and any(
+            x.step_id.endswith("[break-glass-admins]") and x.status is StepStatus.applied
+            for x in s.steps))
+        assert _groups(mock_idp) == {"employees", "engineering"}
+        changes = httpx.get(f"{mock_idp}/changes", params={"identity": "u-alice"}).json()
+        repeat = await send_alert(ts_env.client, task_queue, pe("break-glass-admins", "d-2"),
+                                  pbs)
+        assert repeat.deduplicated
+        again = await send_alert(ts_env.client, task_queue, pe("break-glass-admins", "d-3"),
+                                 pbs)
+        assert again.queued == []
+        after = await h.query(ContainmentWorkflow.status)
+        assert [x.step_id for x in after.steps] == [x.step_id for x in st.steps]
+        assert httpx.get(f"{mock_idp}/changes",
+                         params={"identity": "u-alice"}).json() == changes
