@@ -257,9 +257,20 @@ class ContainmentActivities:
     async def _undo_action(self, req: ActionRequest) -> ActionResult:
         original = ActionResult.model_validate(req.params["original"])
         provider = self._provider(original.identity.provider)
+        # Evidence before undoing too: an undo may make the provider discard state (LDAP's
+        # ppolicy clears the failed-login record when a lock is removed, failures recorded
+        # while locked included), so the intent carries a snapshot as an action's does.
+        try:
+            snapshot = await provider.snapshot(original.identity)
+        except ProviderError as err:
+            if isinstance(err, PermanentProviderError) or not err.retryable:
+                await self._record_failure(req, err)
+            _raise_for(err)
+            raise
         await self._audit(self._event(req, AuditType.revert, "intent", {
             "original_action_id": original.action_id, "action": original.action.value,
             "undo": original.undo.model_dump(mode="json") if original.undo else None,
+            "snapshot": snapshot,
         }))
         done = await asyncio.to_thread(self.audit.find, f"{req.action_id}:result")
         if done is not None and "result" in done.data:

@@ -24,6 +24,14 @@ from workflows.containment_types import ContainmentInput, NewAlertInput, NewAler
 ClientFactory = Callable[[], Awaitable[Client]]
 
 
+def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
+    """The identity with its provider's adapter type, which the planner's declarations need."""
+    conf = settings.providers.get(identity.ref.provider)
+    if conf is None or identity.provider_type == conf.type:
+        return identity
+    return identity.model_copy(update={"provider_type": conf.type})
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, client: ClientFactory,
                  playbooks: Callable[[], Sequence[Playbook]], *,
@@ -46,6 +54,7 @@ class Dispatcher:
                        requested_by: str | None = None, reason: str = "",
                        ticket: str | None = None, break_glass: bool = False) -> NewAlertResult:
         client = await self._client()
+        identity = with_provider_type(identity, self.settings)
         wid = identity.ref.workflow_id()
         # The raw payload stays in the audit trail; history gets the normalized alert only
         # (manual requests keep theirs: it carries the requested level).
@@ -76,7 +85,8 @@ class Dispatcher:
                 subject=identity.ref.key, workflow_id=wid, alert_ids=[alert.id],
                 reason=result.plan_reason, ticket=ticket,
                 data={"playbook": result.playbook, "queued": result.queued,
-                      "planned": result.planned, "category": alert.category.value,
+                      "planned": result.planned, "loses": result.loses,
+                      "category": alert.category.value,
                       "severity": alert.severity.value, "requested_by": requested_by},
                 dedup_key=f"plan:{wid}:{alert.id}"))
         return result

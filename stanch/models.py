@@ -350,6 +350,20 @@ class PlannedStep(_Model):
     break_glass_reason: str | None = None
     notify: list[str] = Field(default_factory=list)
     description: str = ""
+    target: list[str] = Field(
+        default_factory=list, description="What the step acts on (the grants or credentials "
+        "an alert named); part of the step id, so a new target is a new step.")
+    changes: list[str] = Field(
+        default_factory=list, description="Declared before it runs: what the action changes "
+        "on the identity's provider (stanch.capabilities).")
+    undo_restores: list[str] = Field(
+        default_factory=list, description="What undo puts back as it was.")
+    loses: list[str] = Field(
+        default_factory=list, description="Loss ids (stanch.capabilities.LOSSES): what "
+        "neither the action nor its undo brings back.")
+    loss_gate: str = Field(
+        default="", description="Why the step waits for a human because of what it loses; "
+        "empty when it does not.")
 
 
 class Plan(_Model):
@@ -398,6 +412,9 @@ class IdentityContext(_Model):
     last_rotated: datetime | None = None
     expires: datetime | None = None
     in_inventory: bool = Field(default=True, description="False when resolved without inventory.")
+    provider_type: str | None = Field(
+        default=None, description="Adapter type of `ref.provider` (mock, aws_iam, ldap …), "
+        "from the configuration: the planner reads its declarations.")
 
 
 class PlanState(_Model):

@@ -250,6 +250,8 @@ class ContainmentWorkflow:
             "groups": s.approval.groups, "quorum": policy.quorum,
             "deny_quorum": policy.deny_quorum, "deadline": s.approval.deadline.isoformat(),
             "on_timeout": policy.on_timeout.value,
+            **({"loses": s.step.loses, "loss_gate": s.step.loss_gate}
+               if s.step.loss_gate else {}),
         })
         self._notify(s, "approval_requested", s.approval.groups, actions=True)
 
@@ -430,7 +432,10 @@ class ContainmentWorkflow:
         self.identity = inp.identity
         for pb in inp.playbooks:
             self.playbooks = [p for p in self.playbooks if p.name != pb.name] + [pb]
-        result = plan(alert, self.identity, self.playbooks, self._plan_state())
+        # Declared losses gate approval and steps are identified by their target; histories
+        # recorded before that replay with the old planning.
+        result = plan(alert, self.identity, self.playbooks, self._plan_state(),
+                      declared=workflow.patched(DECLARED_PLAN))
         queued: list[str] = []
         rank = alert.severity.rank
         for step in result.steps:
@@ -465,7 +470,8 @@ class ContainmentWorkflow:
         self._set_sa()
         return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=False,
                               playbook=result.playbook, queued=queued, plan_reason=result.reason,
-                              planned=[s.step_id for s in result.steps])
+                              planned=[s.step_id for s in result.steps],
+                              loses={s.step_id: s.loses for s in result.steps if s.loses})
 
     @add_alert.validator
     def _validate_add_alert(self, inp: NewAlertInput) -> None:
@@ -606,7 +612,8 @@ class ContainmentWorkflow:
                       "before": s.result.before if s.result else {},
                       "undo": s.result.undo.model_dump(mode="json")
                       if s.result and s.result.undo else None,
-                      "irreversible": bool(s.result and s.result.irreversible)}
+                      "irreversible": bool(s.result and s.result.irreversible),
+                      "loses": s.step.loses}
                      for s in applied],
             reviews=self.reviews, alerts_seen=self.alerts_seen,
             audit={s.step.step_id: s.action_id for s in self.steps},
@@ -662,7 +669,8 @@ class ContainmentWorkflow:
             result=s.result.model_dump(mode="json") if s.result else None,
             undo=s.result.undo.model_dump(mode="json") if s.result and s.result.undo else None,
             irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,
-            revert_at=s.revert_at, error=s.error,
+            revert_at=s.revert_at, error=s.error, changes=s.step.changes,
+            undo_restores=s.step.undo_restores, loses=s.step.loses, loss_gate=s.step.loss_gate,
         )
 
     def _refuse_subject(self, caller: Principal | None, principal: str, what: str) -> None:
@@ -767,6 +775,7 @@ class ContainmentWorkflow:
 
 
 LOCAL_QUICK = "quick-steps-local"
+DECLARED_PLAN = "plan-declared-losses-per-target"
 
 
 def _quick(name: str, arg: Any, *, result_type: type[Any]) -> Any:

@@ -127,6 +127,9 @@ class NewAlertResult(BaseModel):
     queued: list[str] = Field(default_factory=list)
     planned: list[str] = Field(default_factory=list)
     plan_reason: str = ""
+    loses: dict[str, list[str]] = Field(
+        default_factory=dict, description="Planned step id → what rollback cannot restore "
+        "(declared before it runs), for the steps that lose anything.")
 
 
 class DecisionInput(BaseModel):
@@ -209,6 +212,12 @@ class StepView(BaseModel):
     irreversible: bool = False
     revert_at: datetime | None = None
     error: str | None = None
+    changes: list[str] = Field(default_factory=list, description="Declared: what it changes.")
+    undo_restores: list[str] = Field(default_factory=list,
+                                     description="Declared: what undo puts back.")
+    loses: list[str] = Field(default_factory=list,
+                             description="Declared: what rollback cannot restore (loss ids).")
+    loss_gate: str = Field(default="", description="Why it waits for a human, when a loss does.")
 
 
 class ContainmentStatus(BaseModel):

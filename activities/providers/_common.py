@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +128,39 @@ def wanted(params: dict[str, Any], native: str, playbook: str | None = None) -> 
     if playbook and params.get(playbook):
         return [str(x) for x in params[playbook]]
     return None
+
+
+def refuse_credential_target(provider: str, identity: IdentityRef,
+                             params: dict[str, Any]) -> None:
+    """For adapters whose revoke can only disable the whole identity: a step that asks to
+    revoke single credentials is refused, never widened to the identity."""
+    if params.get("target") == "credential" or params.get("credentials"):
+        raise PermanentProviderError(
+            f"{provider} can revoke only the whole identity {identity.id}, not single "
+            "credentials: use rotate, or a revoke step with target: identity",
+            provider=provider, code="Unsupported")
+
+
+def named_secret(params: dict[str, Any], native: str, held: Iterable[str],
+                 provider: str, owner: str) -> str | None:
+    """The secret a rotate names: the adapter-native param, else the first of the planner's
+    ``credentials``; a name the identity does not hold is refused (the native param keeps
+    its own "already gone" meaning)."""
+    if params.get(native) is not None:
+        return str(params[native])
+    named = next(iter(params.get("credentials") or []), None)
+    if named is not None and named not in set(held):
+        raise PermanentProviderError(f"{owner} holds no credential {named}",
+                                     provider=provider, code="NoSuchCredential")
+    return str(named) if named is not None else None
+
+
+def refuse_credential_kind(provider: str, identity: IdentityRef, params: dict[str, Any],
+                           handles: str) -> None:
+    """A rotate step asking for a kind of credential this adapter does not rotate
+    (``params.credential``) is refused, never answered by rotating something else."""
+    kind = params.get("credential")
+    if kind not in (None, "all", handles):
+        raise PermanentProviderError(
+            f"{provider} rotates only the {handles} of {identity.id}, not its {kind}: "
+            "the step cannot be honoured here", provider=provider, code="Unsupported")

@@ -9,13 +9,17 @@ an IAM user, ``service_account``/``service_principal`` an IAM role.
   Undo re-attaches and re-joins, or detaches.
 - force_reauth: inline deny ``AWSRevokeOlderSessions`` on ``aws:TokenIssueTime`` < now.
   Irreversible on purpose: removing it would revive stolen sessions.
-- rotate: new access key, old one ``Inactive`` (``access_key_id`` chooses). At the 2-key
-  limit an already inactive extra key is deleted, an active one fails permanently.
-  Undo reactivates the old key and deletes the new one. The new secret goes to
-  ``options.secret_drop_dir`` (a 0600 file) or is discarded: never into a result or log.
-- revoke: deactivate every key and delete the console login profile (roles: attach
-  ``AWSDenyAll``). Undo reactivates keys; a login profile cannot come back without a new
-  password, which the result and undo say.
+- rotate: new access key, old one ``Inactive`` (the planner's ``credentials`` or
+  ``access_key_id`` name it). No key is ever deleted: at the 2-key limit the old key is only
+  deactivated and the result says which key a human must delete before a new one can be
+  issued; with both keys already inactive it stops for a human. An old key already
+  inactive (a credential revoke ran first) gets a replacement when there is room. Undo
+  puts the old key back in its earlier status and deletes the new one. The new secret goes
+  to ``options.secret_drop_dir`` (a 0600 file) or is discarded: never into a result or log.
+- revoke: deactivate the named keys (the planner's ``credentials``, or the identity's own
+  key); for the whole identity, deactivate every active key and attach ``AWSDenyAll``,
+  which blocks console and API alike while keeping the login profile (roles: attach
+  ``AWSDenyAll``). Undo reactivates exactly those keys and detaches ``AWSDenyAll``.
 
 Elevation (``grant_scope``/``revoke_scope``): scope ``group:NAME`` (or a bare ``NAME``) joins
 or leaves an IAM group (users only); ``policy:ARN`` attaches or detaches a managed policy on
@@ -46,6 +50,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    refuse_credential_kind,
     undo_result,
     wanted,
 )
@@ -423,84 +428,110 @@ class AwsIamProvider:
     async def rotate(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
         p = await self._principal(identity)
+        refuse_credential_kind(self.name, identity, params, "access_key")
         if p.kind != "user":
             raise PermanentProviderError(f"{identity.id}: roles have no access keys to rotate",
                                          provider=self.name, code="Unsupported")
         before = await self._state(p)
         keys: dict[str, str] = before["access_keys"]
-        old = params.get("access_key_id") or p.access_key_id
-        if old is None:
-            active = [k for k, s in keys.items() if s == "Active"]
-            if len(active) != 1:
-                raise PermanentProviderError(
-                    f"user {p.name} has {len(active)} active access keys; pass params."
-                    "access_key_id to choose the one to rotate",
-                    provider=self.name, code="AmbiguousKey")
-            old = active[0]
-        if old not in keys:
-            raise PermanentProviderError(f"access key {old} does not belong to user {p.name}",
-                                         provider=self.name, code="NoSuchEntity")
-        if keys[old] == "Inactive":
+        old = self._rotation_source(p, keys, params)
+        others_active = [k for k, s in keys.items() if k != old and s == "Active"]
+        if keys[old] == "Inactive" and others_active:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before,
-                                 message=f"access key {old} is already inactive")
-        deleted: str | None = None
+                                 message=f"access key {old} is inactive and "
+                                         f"{others_active[0]} is active")
         if len(keys) >= 2:
-            extra = next(k for k in keys if k != old)
-            if keys[extra] == "Active":
-                raise PermanentProviderError(
-                    f"user {p.name} already has 2 active access keys ({old}, {extra}); AWS "
-                    "allows 2. Deactivate or delete one by hand, then retry",
-                    provider=self.name, code="LimitExceeded")
-            await self._maybe("delete_access_key", self._write.delete_access_key,
-                              UserName=p.name, AccessKeyId=extra)
-            deleted = extra
+            return await self._rotate_at_limit(action_id, identity, p, before, old)
         created = await self._call("create_access_key", self._write.create_access_key,
                                    UserName=p.name)
         new_id = created["AccessKey"]["AccessKeyId"]
         note = self._drop.deliver(self.name, p.name, new_id,
                                   created["AccessKey"]["SecretAccessKey"])
         del created
-        await self._set_key(p, old, "Inactive")
+        if keys[old] == "Active":
+            await self._set_key(p, old, "Inactive")
         after = await self._state(p)
         self._verify(after["access_keys"].get(old) == "Inactive"
                      and after["access_keys"].get(new_id) == "Active", "rotate", identity)
         log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
                  identity=identity.id, old_key=old, new_key=new_id)
-        unrestorable = ["access_keys"] if deleted else []
-        message = f"new key {new_id} active, {old} inactive; {note}"
-        if deleted:
-            message += f"; deleted the already inactive extra key {deleted} (not restorable)"
         return action_result(
             action_id, Action.rotate, identity, changed=True, before=before,
-            after={**after, "new_access_key_id": new_id, "deleted_access_key_id": deleted},
-            message=message,
+            after={**after, "new_access_key_id": new_id},
+            message=f"new key {new_id} active, {old} inactive; {note}",
             undo=UndoSpec(action=Action.rotate,
-                          params={"op": "unrotate", "old": old, "new": new_id,
-                                  "unrestorable": unrestorable},
-                          description=f"reactivate {old}, delete {new_id}"))
+                          params={"op": "unrotate", "old": old, "old_status": keys[old],
+                                  "new": new_id},
+                          description=f"{old} back to {keys[old]}, delete {new_id}"))
+
+    def _rotation_source(self, p: _Principal, keys: dict[str, str],
+                         params: dict[str, Any]) -> str:
+        """The key to rotate: named by the step (the planner's ``credentials``, or
+        ``access_key_id``), else the identity's own key, else the only active one."""
+        named = params.get("access_key_id") or next(iter(params.get("credentials") or []),
+                                                    None) or p.access_key_id
+        if named is None:
+            active = [k for k, s in keys.items() if s == "Active"]
+            if len(active) != 1:
+                raise PermanentProviderError(
+                    f"user {p.name} has {len(active)} active access keys; pass params."
+                    "access_key_id to choose the one to rotate",
+                    provider=self.name, code="AmbiguousKey")
+            named = active[0]
+        if named not in keys:
+            raise PermanentProviderError(f"access key {named} does not belong to user {p.name}",
+                                         provider=self.name, code="NoSuchEntity")
+        return str(named)
+
+    async def _rotate_at_limit(self, action_id: str, identity: IdentityRef, p: _Principal,
+                               before: dict[str, Any], old: str) -> ActionResult:
+        """AWS allows two keys: no key is ever deleted to make room. An active old key is
+        deactivated (contained, reversible) and no new key issued; otherwise a human must
+        choose which key to delete."""
+        keys: dict[str, str] = before["access_keys"]
+        extra = next(k for k in keys if k != old)
+        if keys[old] != "Active":
+            raise PermanentProviderError(
+                f"user {p.name} has 2 access keys ({old}, {extra}), both inactive; AWS allows "
+                f"2. Stanch never deletes a key: delete one by hand, then retry",
+                provider=self.name, code="LimitExceeded")
+        await self._set_key(p, old, "Inactive")
+        after = await self._state(p)
+        self._verify(after["access_keys"].get(old) == "Inactive", "deactivate", identity)
+        log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
+                 identity=identity.id, old_key=old, new_key=None)
+        return action_result(
+            action_id, Action.rotate, identity, changed=True, before=before, after=after,
+            message=f"{old} deactivated; no new key issued: {p.name} is at the two-key limit "
+                    f"and Stanch never deletes a key. Delete {extra} by hand to issue one",
+            undo=UndoSpec(action=Action.rotate,
+                          params={"op": "unrotate", "old": old, "old_status": "Active",
+                                  "new": None},
+                          description=f"reactivate {old}"))
 
     async def _undo_rotate(self, action_id: str, original: ActionResult) -> ActionResult:
         assert original.undo is not None
         p = await self._principal(original.identity)
-        old, new = original.undo.params["old"], original.undo.params["new"]
+        old, new = original.undo.params["old"], original.undo.params.get("new")
+        status = original.undo.params.get("old_status", "Active")
         before = await self._state(p)
         keys = before["access_keys"]
         changed = False
-        if keys.get(old) == "Inactive":
-            await self._set_key(p, old, "Active")
+        if old in keys and keys[old] != status:
+            await self._set_key(p, old, status)
             changed = True
-        if new in keys:
+        if new and new in keys:
             if keys[new] == "Active":
                 await self._set_key(p, new, "Inactive")
             await self._maybe("delete_access_key", self._write.delete_access_key,
                               UserName=p.name, AccessKeyId=new)
             changed = True
         after = await self._state(p) if changed else before
-        self._verify(after["access_keys"].get(old) == "Active" and new not in after["access_keys"],
+        self._verify(after["access_keys"].get(old) == status and new not in after["access_keys"],
                      "undo rotate", original.identity)
         return undo_result(action_id, original, changed=changed, before=before, after=after,
-                           message=f"reactivated {old}, deleted {new}")
+                           message=f"{old} {status}" + (f", deleted {new}" if new else ""))
 
     # ------------------------------------------------------------------ revoke
 
@@ -513,32 +544,57 @@ class AwsIamProvider:
                 result.undo.model_copy(update={"action": Action.revoke}) if result.undo
                 else None)})
         before = await self._state(p)
-        active = [k for k, s in before["access_keys"].items() if s == "Active"]
-        profile = before["login_profile"]
-        if not active and not profile:
+        keys: dict[str, str] = before["access_keys"]
+        named = self._named_keys(p, keys, params)
+        deny = named is None  # the whole identity: every key, and console/API via AWSDenyAll
+        active = [k for k in (named if named is not None else keys) if keys[k] == "Active"]
+        attach = deny and DENY_ALL_ARN not in before["attached_policies"]
+        if not active and not attach:
             return action_result(action_id, Action.revoke, identity, changed=False,
                                  before=before, after=before,
-                                 message="no active keys and no login profile")
+                                 message="the keys are inactive" + (
+                                     " and AWSDenyAll is attached" if deny else ""))
         for key in active:
             await self._set_key(p, key, "Inactive")
-        if profile:
-            await self._maybe("delete_login_profile", self._write.delete_login_profile,
-                              UserName=p.name)
+        if attach:
+            await self._attach(p, DENY_ALL_ARN)
         after = await self._state(p)
-        self._verify(all(s == "Inactive" for s in after["access_keys"].values())
-                     and not after["login_profile"], "revoke", identity)
+        self._verify(all(after["access_keys"].get(k) == "Inactive" for k in active)
+                     and (not attach or DENY_ALL_ARN in after["attached_policies"]),
+                     "revoke", identity)
         log.info("action.applied", provider=self.name, action="revoke", action_id=action_id,
-                 identity=identity.id, keys=len(active), login_profile=profile)
-        lost = ("; the console login profile was deleted and cannot be restored without a "
-                "new password (an administrator must set one)") if profile else ""
+                 identity=identity.id, keys=len(active), deny_all=attach)
         return action_result(
             action_id, Action.revoke, identity, changed=True, before=before, after=after,
-            message=f"deactivated {len(active)} access keys{lost}",
+            message=f"deactivated {len(active)} access keys"
+                    + ("; attached AWSDenyAll (console and API blocked, login profile kept)"
+                       if attach else ""),
             undo=UndoSpec(action=Action.revoke,
                           params={"op": "reactivate_keys", "keys": active,
-                                  "unrestorable": ["login_profile"] if profile else []},
-                          description="reactivate the keys" + (
-                              "; the login profile is not restored" if profile else "")))
+                                  "detach_deny": attach},
+                          description="reactivate the keys"
+                                      + ("; detach AWSDenyAll" if attach else "")))
+
+    def _named_keys(self, p: _Principal, keys: dict[str, str],
+                    params: dict[str, Any]) -> list[str] | None:
+        """The keys a credential revoke names (the planner's ``credentials``, or the identity's
+        own key); None revokes the whole identity. A named key that is not the user's is
+        refused, never silently skipped."""
+        named = [str(k) for k in params.get("credentials") or []]
+        if not named and params.get("target") != "identity" and p.access_key_id:
+            named = [p.access_key_id]
+        if not named:
+            if params.get("target") == "credential":
+                raise PermanentProviderError(
+                    f"revoke of a credential on user {p.name}, but the alert named no access "
+                    "key", provider=self.name, code="NoCredentialNamed")
+            return None
+        foreign = [k for k in named if k not in keys]
+        if foreign:
+            raise PermanentProviderError(
+                f"access key(s) {', '.join(foreign)} do not belong to user {p.name}",
+                provider=self.name, code="NoSuchEntity")
+        return named
 
     async def _undo_reactivate(self, action_id: str, original: ActionResult) -> ActionResult:
         assert original.undo is not None
@@ -548,13 +604,19 @@ class AwsIamProvider:
                 if before["access_keys"].get(k) == "Inactive"]
         for key in keys:
             await self._set_key(p, key, "Active")
-        after = await self._state(p) if keys else before
-        self._verify(all(after["access_keys"].get(k) == "Active" for k in keys),
+        detach = bool(original.undo.params.get("detach_deny")) and (
+            DENY_ALL_ARN in before["attached_policies"])
+        if detach:
+            await self._detach(p, DENY_ALL_ARN)
+        changed = bool(keys) or detach
+        after = await self._state(p) if changed else before
+        self._verify(all(after["access_keys"].get(k) == "Active" for k in keys)
+                     and not (detach and DENY_ALL_ARN in after["attached_policies"]),
                      "reactivate", original.identity)
-        message = f"reactivated {len(keys)} keys"
+        message = f"reactivated {len(keys)} keys" + ("; detached AWSDenyAll" if detach else "")
         if original.undo.params.get("unrestorable"):
             message += "; login profile NOT restored: set a new password to give console access"
-        return undo_result(action_id, original, changed=bool(keys), before=before, after=after,
+        return undo_result(action_id, original, changed=changed, before=before, after=after,
                            message=message)
 
     # ------------------------------------------------------------------ elevation

@@ -41,6 +41,9 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    named_secret,
+    refuse_credential_kind,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -315,6 +318,7 @@ class EntraProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         before = await self._state(identity)
         if before["accountEnabled"] is False:
             return action_result(action_id, Action.revoke, identity, changed=False,
@@ -347,10 +351,11 @@ class EntraProvider:
             raise PermanentProviderError("rotate works on service principals; a user's "
                                          "password reset is for a human to start",
                                          provider=self.name, code="Unsupported")
+        refuse_credential_kind(self.name, identity, params, "client_secret")
         sp = identity.id
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]
-        old = params.get("key_id")
+        old = named_secret(params, "key_id", keys, self.name, f"service principal {sp}")
         if old is None:
             if len(keys) != 1:
                 raise PermanentProviderError(

@@ -11,7 +11,10 @@
 - revoke: lock with ``pwdAccountLockedTime: 000001010000Z`` (permanent lock). This needs
   the ``ppolicy`` overlay with a policy that has ``pwdLockout: TRUE``; without the overlay
   the attribute is undefined and revoke fails permanently saying so. Undo deletes the
-  attribute. (Active Directory would use ``userAccountControl`` bit 0x2 instead; not
+  attribute, and ppolicy then clears ``pwdFailureTime`` (the failed-login history): every
+  snapshot carries it as ``failed_logins``, so the revoke's audited intent and before-state
+  keep it, and the loss is declared (``stanch.capabilities``). A password change (rotate)
+  clears it too. (Active Directory would use ``userAccountControl`` bit 0x2 instead; not
   implemented here.)
 - force_reauth: LDAP has no sessions; fails permanently with that reason.
 
@@ -44,6 +47,8 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    refuse_credential_kind,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -160,7 +165,8 @@ class LdapProvider:
 
     def _read_state(self, conn: ldap3.Connection, dn: str) -> dict[str, Any]:
         found = conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
-                            attributes=["uid", "cn", "userPassword", "pwdAccountLockedTime"])
+                            attributes=["uid", "cn", "userPassword", "pwdAccountLockedTime",
+                                        "pwdFailureTime"])
         if not found:
             raise self._error(f"read {dn}", conn.result)
         attrs = conn.response[0]["raw_attributes"]
@@ -170,12 +176,16 @@ class LdapProvider:
         groups = sorted(e["dn"] for e in conn.response if e.get("type") == "searchResEntry")
         locked = attrs.get("pwdAccountLockedTime") or []
         password = attrs.get("userPassword") or []
+        failures = attrs.get("pwdFailureTime") or []
         return {
             "dn": dn,
             "groups": groups,
             "locked": bool(locked),
             "locked_time": locked[0].decode() if locked else None,
             "password_fingerprint": fingerprint(password[0] if password else None),
+            # Evidence: ppolicy clears it when a lock is removed, so every snapshot (and the
+            # audited intent of every action) carries it.
+            "failed_logins": sorted(v.decode() for v in failures),
         }
 
     async def _state(self, dn: str) -> dict[str, Any]:
@@ -259,6 +269,7 @@ class LdapProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         dn = identity.id
         before = await self._state(dn)
         if before["locked"]:
@@ -269,9 +280,12 @@ class LdapProvider:
         self._verify(after["locked"], "account lock")
         log.info("action.applied", provider=self.name, action="revoke", action_id=action_id,
                  identity=dn)
+        kept = len(before["failed_logins"])
         return action_result(
             action_id, Action.revoke, identity, changed=changed, before=before, after=after,
-            message="locked with pwdAccountLockedTime (ppolicy)",
+            message="locked with pwdAccountLockedTime (ppolicy); the failed-login history "
+                    f"({kept} pwdFailureTime values) is in the before-state: unlocking "
+                    "makes the password policy clear it",
             undo=UndoSpec(action=Action.revoke, params={"op": "unlock"},
                           description="delete pwdAccountLockedTime"))
 
@@ -281,12 +295,19 @@ class LdapProvider:
         changed = await self._run(f"unlock {dn}", True, lambda c: self._lock(c, dn, False))
         after = await self._state(dn) if changed else before
         self._verify(not after["locked"], "account unlock")
-        return undo_result(action_id, original, changed=changed, before=before, after=after)
+        lost = [t for t in original.before.get("failed_logins", [])
+                if t not in after["failed_logins"]]
+        return undo_result(action_id, original, changed=changed, before=before, after=after,
+                           message="unlocked" + (
+                               f"; the password policy cleared {len(lost)} failed-login "
+                               "times, kept in the revoke's before-state and audit record"
+                               if lost else ""))
 
     # ------------------------------------------------------------------ rotate
 
     async def rotate(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_kind(self.name, identity, params, "password")
         dn = identity.id
         repeat = self._done.repeat(action_id)
         if repeat is not None:

@@ -57,6 +57,11 @@ _OPS: dict[Action, frozenset[str]] = {
 }
 
 
+# The playbook's provider-neutral `credential` → the mock IdP's credential type.
+_CREDENTIAL_TYPES = {"password": "password", "access_key": "api_key",
+                     "client_secret": "client_secret", "secret_id": "token"}
+
+
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
@@ -342,6 +347,16 @@ class MockProvider:
             return self._done(action_id, Action.rotate, identity, False, before=state,
                               after=state, undo=None,
                               message=f"already rotated {done['detail']['old_credential_id']}")
+        limited = next((c for c in prior if c["op"] == "credential.deactivate"), None)
+        if done is None and limited is not None:
+            # An earlier attempt met the limit and deactivated the old credential.
+            cid = limited["detail"]["credential_id"]
+            undo = UndoSpec(action=Action.rotate, params={"reactivate": [cid]},
+                            description=f"reactivate {cid}")
+            delivered = action_id in self._delivered
+            return self._done(action_id, Action.rotate, identity, not delivered,
+                              before=_rewind(state, [limited]), after=state, undo=undo,
+                              message=f"{cid} deactivated; no new credential issued (limit)")
         if done is not None:
             earlier = [done]
             detail = done["detail"]
@@ -350,8 +365,13 @@ class MockProvider:
         else:
             old = self._rotation_source(identity, state, params)
             old_id, old_status = old["id"], old["status"]
-            resp = await self._write("POST", identity.id, "/credentials/rotate", action_id,
-                                     {"credential_id": old_id})
+            try:
+                resp = await self._write("POST", identity.id, "/credentials/rotate",
+                                         action_id, {"credential_id": old_id})
+            except PermanentProviderError as err:
+                if err.code != "LimitExceeded":
+                    raise
+                return await self._rotate_at_limit(action_id, identity, state, old)
             assert resp is not None
             # The new secret is shown once; Stanch never stores or logs it.
             resp.pop("secret", None)
@@ -374,14 +394,55 @@ class MockProvider:
                           before=_rewind(state, earlier), after=after, undo=undo,
                           message=f"rotated {old_id} to {new_id}; {old_id} is inactive")
 
+    async def _rotate_at_limit(self, action_id: str, identity: IdentityRef,
+                               state: dict[str, Any], old: dict[str, Any]) -> ActionResult:
+        """At the IdP's per-type limit no credential is deleted to make room: an active old
+        one is deactivated (reversible) and none issued; otherwise a human decides."""
+        if old["status"] != "active":
+            raise PermanentProviderError(
+                f"identity {identity.id!r} is at its {old['type']} limit and {old['id']} is "
+                "already inactive; Stanch never deletes a credential: delete one by hand, "
+                "then retry", provider=self.name, code="LimitExceeded")
+        resp = await self._write("POST", identity.id, f"/credentials/{_seg(old['id'])}"
+                                 "/deactivate", action_id)
+        after = await self._after(identity.id, resp)
+        if {c["id"]: c["status"] for c in after["credentials"]}.get(old["id"]) != "inactive":
+            raise self._verify_failed(identity, f"{old['id']!r} is still active")
+        undo = UndoSpec(action=Action.rotate, params={"reactivate": [old["id"]]},
+                        description=f"reactivate {old['id']}")
+        return self._done(action_id, Action.rotate, identity, True, before=state, after=after,
+                          undo=undo, message=f"{old['id']} deactivated; no new credential "
+                          f"issued: {identity.id} is at its {old['type']} limit and Stanch "
+                          "never deletes one")
+
+    def _named_credentials(self, identity: IdentityRef, state: dict[str, Any],
+                           params: dict[str, Any]) -> list[str] | None:
+        """The credentials a credential revoke names; None: the whole identity. A name the
+        identity does not hold is refused, never skipped."""
+        named = [str(c) for c in params.get("credentials") or []]
+        if not named:
+            if params.get("target") == "credential":
+                raise PermanentProviderError(
+                    f"revoke of a credential on {identity.id!r}, but none was named",
+                    provider=self.name, code="NoCredentialNamed")
+            return None
+        held = {c["id"] for c in state["credentials"]}
+        foreign = [c for c in named if c not in held]
+        if foreign:
+            raise PermanentProviderError(
+                f"identity {identity.id!r} holds no credential {', '.join(foreign)}",
+                provider=self.name, code="NoSuchCredential")
+        return named
+
     def _rotation_source(self, identity: IdentityRef, state: dict[str, Any],
                          params: dict[str, Any]) -> dict[str, Any]:
         creds: list[dict[str, Any]] = state["credentials"]
-        if params.get("credential_id"):
-            found = [c for c in creds if c["id"] == params["credential_id"]]
-        elif params.get("credential_type"):
-            found = [c for c in creds
-                     if c["type"] == params["credential_type"] and c["status"] == "active"]
+        named = params.get("credential_id") or next(iter(params.get("credentials") or []), None)
+        if named:
+            found = [c for c in creds if c["id"] == named]
+        elif params.get("credential_type") or params.get("credential") in _CREDENTIAL_TYPES:
+            ctype = params.get("credential_type") or _CREDENTIAL_TYPES[params["credential"]]
+            found = [c for c in creds if c["type"] == ctype and c["status"] == "active"]
         else:
             found = [c for c in creds if c["type"] != "mfa" and c["status"] == "active"]
         if not found:
@@ -398,12 +459,13 @@ class MockProvider:
         deactivated = [c["detail"]["credential_id"] for c in earlier
                        if c["op"] == "credential.deactivate"]
         last: dict[str, Any] | None = None
-        if state["status"] == "active":
+        named = self._named_credentials(identity, state, params)
+        if named is None and state["status"] == "active":
             resp = await self._write("POST", identity.id, "/disable", action_id)
             disabled = disabled or bool((resp or {}).get("changed"))
             last = resp or last
         for cred in state["credentials"]:
-            if cred["status"] != "active":
+            if cred["status"] != "active" or (named is not None and cred["id"] not in named):
                 continue
             resp = await self._write("POST", identity.id,
                                      f"/credentials/{_seg(cred['id'])}/deactivate", action_id,
@@ -413,8 +475,9 @@ class MockProvider:
             last = resp or last
 
         after = await self._after(identity.id, last)
-        still = [c["id"] for c in after["credentials"] if c["status"] == "active"]
-        if after["status"] != "disabled" or still:
+        still = [c["id"] for c in after["credentials"] if c["status"] == "active"
+                 and (named is None or c["id"] in named)]
+        if (named is None and after["status"] != "disabled") or still:
             raise self._verify_failed(identity, f"status {after['status']}, active {still}")
         deactivated = list(dict.fromkeys(deactivated))
         steps = (["re-enable"] if disabled else []) + (
@@ -424,7 +487,8 @@ class MockProvider:
                         description=" and ".join(steps))
         return self._done(action_id, Action.revoke, identity, disabled or bool(deactivated),
                           before=_rewind(state, earlier), after=after, undo=undo,
-                          message=f"disabled; deactivated {len(deactivated)} credential(s)")
+                          message=("" if named is not None else "disabled; ")
+                          + f"deactivated {len(deactivated)} credential(s)")
 
     async def undo(self, action_id: str, original: ActionResult) -> ActionResult:
         identity = original.identity

@@ -10,10 +10,12 @@ Identity ids are Okta ids: a user id for kind ``user``, an app id for kind ``oau
   too. Irreversible: sessions, tokens and grants are gone; the user signs in again.
 - revoke (user): ``POST /users/{id}/lifecycle/suspend``; undo ``…/unsuspend``.
   (*deactivate* is destructive and left to humans.)
-- rotate (oauth_app): add a client secret, deactivate the old one (params ``secret_id``).
-  Okta keeps at most two secrets and deletes only inactive ones: an inactive extra secret
-  is deleted (said in the result), an active one fails permanently. Undo reactivates the
-  old secret and deactivates and deletes the new one. The new secret goes to
+- rotate (oauth_app): add a client secret, deactivate the old one (params ``secret_id``, or
+  the planner's ``credentials``). Okta keeps at most two secrets: at the limit the old
+  secret is only deactivated and the result names the secret a human must delete before a
+  new one can be issued (Stanch never deletes one); with both inactive it stops for a
+  human. Undo puts the old secret back in its status and deactivates and deletes the new
+  one. The new secret goes to
   ``options.secret_drop_dir`` or is discarded.
 
 Elevation (``grant_scope``/``revoke_scope``, users): the scope is an Okta group id;
@@ -40,6 +42,9 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    named_secret,
+    refuse_credential_kind,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -226,6 +231,7 @@ class OktaProvider:
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
         self._user_only(identity, "revoke")
+        refuse_credential_target(self.name, identity, params)
         before = await self._user_state(identity.id)
         if before["status"] == "SUSPENDED":
             return action_result(action_id, Action.revoke, identity, changed=False,
@@ -274,10 +280,11 @@ class OktaProvider:
             raise PermanentProviderError("rotate works on OAuth apps (client secrets); a "
                                          "user's password reset is for a human to start",
                                          provider=self.name, code="Unsupported")
+        refuse_credential_kind(self.name, identity, params, "client_secret")
         app = identity.id
         before = await self._app_state(app)
         secrets: dict[str, str] = before["secrets"]
-        old = params.get("secret_id")
+        old = named_secret(params, "secret_id", secrets, self.name, f"app {app}")
         if old is None:
             active = [s for s, st in secrets.items() if st == "ACTIVE"]
             if len(active) != 1:
@@ -288,20 +295,14 @@ class OktaProvider:
         if old not in secrets:
             raise PermanentProviderError(f"secret {old} does not belong to app {app}",
                                          provider=self.name, code="E0000007")
-        if secrets[old] == "INACTIVE":
+        others_active = [x for x, st in secrets.items() if x != old and st == "ACTIVE"]
+        if secrets[old] == "INACTIVE" and others_active:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before,
-                                 message=f"secret {old} is already inactive")
-        deleted = None
+                                 message=f"secret {old} is inactive and {others_active[0]} "
+                                         "is active")
         if len(secrets) >= 2:
-            extra = next(s for s in secrets if s != old)
-            if secrets[extra] == "ACTIVE":
-                raise PermanentProviderError(
-                    f"app {app} already has 2 active client secrets; Okta allows 2. "
-                    "Deactivate one by hand, then retry", provider=self.name,
-                    code="LimitExceeded")
-            await self._secret_op(app, extra, "delete")
-            deleted = extra
+            return await self._rotate_at_limit(action_id, identity, before, old)
         # POST /api/v1/apps/{appId}/credentials/secrets
         made = (await self._api.request("POST", f"/api/v1/apps/{seg(app)}/credentials/secrets",
                                         write=True, expect=(201,), json={},
@@ -309,41 +310,67 @@ class OktaProvider:
         new = made["id"]
         note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
         made.clear()
-        await self._secret_op(app, old, "deactivate")
+        if secrets[old] == "ACTIVE":
+            await self._secret_op(app, old, "deactivate")
         after = await self._app_state(app)
         self._verify(after["secrets"].get(old) == "INACTIVE"
                      and after["secrets"].get(new) == "ACTIVE", "secret rotation")
         log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
                  identity=app, old=old, new=new)
-        message = f"new secret {new} active, {old} inactive; {note}"
-        if deleted:
-            message += f"; deleted the inactive extra secret {deleted} (not restorable)"
         return action_result(
             action_id, Action.rotate, identity, changed=True, before=before,
-            after={**after, "new_secret_id": new, "deleted_secret_id": deleted},
-            message=message,
+            after={**after, "new_secret_id": new},
+            message=f"new secret {new} active, {old} inactive; {note}",
             undo=UndoSpec(action=Action.rotate,
-                          params={"op": "unrotate", "old": old, "new": new,
-                                  "unrestorable": ["secrets"] if deleted else []},
-                          description=f"reactivate {old}, deactivate and delete {new}"))
+                          params={"op": "unrotate", "old": old, "old_status": secrets[old],
+                                  "new": new},
+                          description=f"{old} back to {secrets[old]}, deactivate and delete "
+                                      f"{new}"))
+
+    async def _rotate_at_limit(self, action_id: str, identity: IdentityRef,
+                               before: dict[str, Any], old: str) -> ActionResult:
+        """Okta keeps two secrets; Stanch never deletes one to make room. An active old
+        secret is deactivated (contained, reversible) and none issued; else a human decides."""
+        app, secrets = identity.id, before["secrets"]
+        extra = next(x for x in secrets if x != old)
+        if secrets[old] != "ACTIVE":
+            raise PermanentProviderError(
+                f"app {app} has 2 client secrets ({old}, {extra}), both inactive; Okta allows "
+                "2. Stanch never deletes a secret: delete one by hand, then retry",
+                provider=self.name, code="LimitExceeded")
+        await self._secret_op(app, old, "deactivate")
+        after = await self._app_state(app)
+        self._verify(after["secrets"].get(old) == "INACTIVE", "secret deactivation")
+        log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,
+                 identity=app, old=old, new=None)
+        return action_result(
+            action_id, Action.rotate, identity, changed=True, before=before, after=after,
+            message=f"secret {old} deactivated; no new secret issued: app {app} is at the "
+                    f"two-secret limit and Stanch never deletes one. Delete {extra} by hand "
+                    "to issue one",
+            undo=UndoSpec(action=Action.rotate,
+                          params={"op": "unrotate", "old": old, "old_status": "ACTIVE",
+                                  "new": None},
+                          description=f"reactivate {old}"))
 
     async def _undo_rotate(self, action_id: str, original: ActionResult) -> ActionResult:
         assert original.undo is not None
         app = original.identity.id
-        old, new = original.undo.params["old"], original.undo.params["new"]
+        old, new = original.undo.params["old"], original.undo.params.get("new")
+        status = original.undo.params.get("old_status", "ACTIVE")
         before = await self._app_state(app)
         secrets = before["secrets"]
         changed = False
-        if secrets.get(old) == "INACTIVE":
-            await self._secret_op(app, old, "activate")
+        if old in secrets and secrets[old] != status:
+            await self._secret_op(app, old, "activate" if status == "ACTIVE" else "deactivate")
             changed = True
-        if new in secrets:
+        if new and new in secrets:
             if secrets[new] == "ACTIVE":
                 await self._secret_op(app, new, "deactivate")
             await self._secret_op(app, new, "delete")
             changed = True
         after = await self._app_state(app) if changed else before
-        self._verify(after["secrets"].get(old) == "ACTIVE" and new not in after["secrets"],
+        self._verify(after["secrets"].get(old) == status and new not in after["secrets"],
                      "undo rotation")
         return undo_result(action_id, original, changed=changed, before=before, after=after)
 

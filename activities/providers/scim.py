@@ -1,7 +1,8 @@
 """SCIM 2.0 adapter (RFC 7643/7644) over httpx.
 
 - reduce_scope: PATCH each Group, ``remove`` path ``members[value eq "<user id>"]``
-  (params ``groups``: group ids or display names, default all). Undo adds the user back.
+  (params ``groups``: group ids or display names, default all). The user's member entry
+  (``display``, ``type``) is captured first, and undo adds back exactly that entry.
 - revoke: PATCH the User ``active=false``. Undo sets ``active=true``.
 - force_reauth and rotate do not exist in SCIM (sessions and secrets live in the IdP's own
   API); they fail permanently with that reason.
@@ -25,7 +26,13 @@ from urllib.parse import quote
 
 import httpx
 
-from activities.providers._common import action_result, dispatch_undo, undo_result, wanted
+from activities.providers._common import (
+    action_result,
+    dispatch_undo,
+    refuse_credential_target,
+    undo_result,
+    wanted,
+)
 from activities.providers._credentials import credential
 from activities.providers._http import HttpApi
 from activities.providers.base import PermanentProviderError, TransientProviderError
@@ -126,13 +133,29 @@ class ScimProvider:
                                      provider=self.name, status=412, code="PreconditionFailed",
                                      retry_after=1.0)
 
-    async def _set_members(self, user_id: str, group_ids: list[str], present: bool) -> list[str]:
+    async def _member_entries(self, user_id: str, group_ids: list[str]
+                              ) -> dict[str, dict[str, Any]]:
+        """The user's member entry in each group as the server holds it (``display``,
+        ``type`` …), so undo can put back exactly that, not a bare ``{"value": id}``."""
+        entries: dict[str, dict[str, Any]] = {}
+        for gid in group_ids:
+            group = (await self._api.request("GET", f"/Groups/{gid}",
+                                             what=f"read group {gid}")).json()
+            found = next((m for m in group.get("members") or []
+                          if m.get("value") == user_id), None)
+            entries[gid] = {k: v for k, v in (found or {"value": user_id}).items()
+                            if k != "$ref"}  # $ref is the server's to compute
+        return entries
+
+    async def _set_members(self, user_id: str, group_ids: list[str], present: bool,
+                           entries: dict[str, dict[str, Any]] | None = None) -> list[str]:
         changed = []
         for gid in group_ids:
             def needed(group: dict[str, Any]) -> bool:
                 ids = {m.get("value") for m in group.get("members", []) or []}
                 return (user_id in ids) is not present
-            op = ({"op": "add", "path": "members", "value": [{"value": user_id}]} if present
+            entry = (entries or {}).get(gid) or {"value": user_id}
+            op = ({"op": "add", "path": "members", "value": [entry]} if present
                   else {"op": "remove", "path": f"members[value eq {_quote(user_id)}]"})
             what = f"{'add' if present else 'remove'} {user_id} in group {gid}"
             if await self._patch_if_needed(f"/Groups/{gid}", needed, [op], what):
@@ -158,6 +181,7 @@ class ScimProvider:
         names = wanted(params, "groups", "remove_groups")
         groups = [gid for gid, display in before["groups"].items()
                   if names is None or gid in names or display in names]
+        entries = await self._member_entries(identity.id, groups)
         removed = await self._set_members(identity.id, groups, present=False)
         if not removed:
             return action_result(action_id, Action.reduce_scope, identity, changed=False,
@@ -169,8 +193,9 @@ class ScimProvider:
         return action_result(
             action_id, Action.reduce_scope, identity, changed=True, before=before, after=after,
             message=f"removed from {len(removed)} groups",
-            undo=UndoSpec(action=Action.reduce_scope, params={"op": "add_members",
-                                                              "groups": removed},
+            undo=UndoSpec(action=Action.reduce_scope, params={
+                "op": "add_members", "groups": removed,
+                "members": {gid: entries[gid] for gid in removed}},
                           description="add the user back to the groups"))
 
     async def _undo_members(self, action_id: str, original: ActionResult) -> ActionResult:
@@ -178,7 +203,8 @@ class ScimProvider:
         user_id = original.identity.id
         before = await self._state(user_id)
         added = await self._set_members(user_id, list(original.undo.params["groups"]),
-                                        present=True)
+                                        present=True,
+                                        entries=original.undo.params.get("members"))
         after = await self._state(user_id) if added else before
         self._verify(set(original.undo.params["groups"]) <= set(after["groups"]),
                      "membership restore")
@@ -186,6 +212,7 @@ class ScimProvider:
 
     async def revoke(self, action_id: str, identity: IdentityRef,
                      params: dict[str, Any]) -> ActionResult:
+        refuse_credential_target(self.name, identity, params)
         before = await self._state(identity.id)
         if not await self._set_active(identity.id, False):
             return action_result(action_id, Action.revoke, identity, changed=False,

@@ -40,6 +40,9 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    named_secret,
+    refuse_credential_kind,
+    refuse_credential_target,
     undo_result,
     wanted,
 )
@@ -296,9 +299,11 @@ class VaultProvider:
         if role is None:
             raise self._unsupported("rotate works on AppRoles (id approle/<role>): entities "
                                     "hold no secret")
+        refuse_credential_kind(self.name, identity, params, "secret_id")
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
-        old = params.get("secret_id_accessor")
+        old = named_secret(params, "secret_id_accessor", accessors, self.name,
+                           f"approle {role}")
         if old is None:
             if len(accessors) != 1:
                 raise PermanentProviderError(
@@ -336,6 +341,7 @@ class VaultProvider:
         if self._approle(identity) is not None:
             raise self._unsupported("revoke works on identity entities; for an AppRole "
                                     "rotate its secret-id")
+        refuse_credential_target(self.name, identity, params)
         return await self._set_disabled(action_id, identity, True)
 
     async def _set_disabled(self, action_id: str, identity: IdentityRef,

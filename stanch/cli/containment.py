@@ -108,14 +108,18 @@ def _print_status(st: dict[str, Any]) -> None:
     steps.add_column("awaiting", overflow="fold")
     steps.add_column("deadline", overflow="fold")
     steps.add_column("revert at", overflow="fold")
+    steps.add_column("rollback cannot restore", overflow="fold")
     for s in st.get("steps", []):
         awaiting, deadline = _awaiting(s)
         status_text = _s(s.get("status"))
         if s.get("error"):
             status_text += f" ({s['error']})"
+        if s.get("loss_gate") and awaiting:
+            awaiting += f"; because {s['loss_gate']}"
         steps.add_row(s.get("step_id", ""), _s(s.get("action")), status_text, awaiting,
-                      deadline, _s(s.get("revert_at")))
+                      deadline, _s(s.get("revert_at")), ", ".join(s.get("loses") or []))
     console.print(steps)
+    _print_declarations(console, st.get("steps", []))
 
     applied = st.get("applied") or []
     if applied:
@@ -141,6 +145,20 @@ def _print_status(st: dict[str, Any]) -> None:
             table.add_row(r.get("review_id", ""), _s(r.get("step_id")), _s(r.get("requested_by")),
                           _s(r.get("reason")), _s(r.get("acknowledged_by")) or "pending")
         console.print(table)
+
+
+def _print_declarations(console: Any, steps: list[dict[str, Any]]) -> None:
+    """Per step, declared before it ran: what it changes and what undo restores."""
+    for s in steps:
+        if not (s.get("changes") or s.get("undo_restores")):
+            continue
+        console.print(f"{s.get('step_id', '')}:")
+        for text in s.get("changes") or []:
+            console.print(f"  changes: {text}", markup=False)
+        for text in s.get("undo_restores") or []:
+            console.print(f"  rollback restores: {text}", markup=False)
+        for loss in s.get("loses") or []:
+            console.print(f"  rollback cannot restore: {loss}", markup=False)
 
 
 def _awaiting(step: dict[str, Any]) -> tuple[str, str]:

@@ -7,6 +7,7 @@ planner the containment workflow calls, so what it shows is what would run.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,10 +16,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from stanch.capabilities import LOSSES, adapter_type, declaration, supports
 from stanch.cli._app import app
 from stanch.config import ConfigError, Settings, load_settings
 from stanch.inventory import Inventory, InventoryError, YamlInventory
-from stanch.models import Alert, PlanState
+from stanch.models import Action, Alert, PlanState
 from stanch.playbook.errors import LoadError
 from stanch.playbook.fixtures import find_fixtures, run_fixtures, summarize
 from stanch.playbook.loader import lint as lint_paths
@@ -90,11 +92,15 @@ def simulate_cmd(
     state = _read_state(state_file)
     try:
         alerts = read_alerts(alert_file, source, datetime.now(UTC))
-        runs = [
-            (alert, r, explain(alert, r.identity, playbooks, state) if r.identity else None)
-            for alert in alerts
-            for r in resolve_identities(alert, inventory, identity)
-        ]
+        types = _provider_types()
+        runs = []
+        for alert in alerts:
+            for r in resolve_identities(alert, inventory, identity):
+                if r.identity is not None and r.identity.ref.provider in types:
+                    r = replace(r, identity=r.identity.model_copy(
+                        update={"provider_type": types[r.identity.ref.provider]}))
+                runs.append((alert, r, explain(alert, r.identity, playbooks, state)
+                             if r.identity else None))
     except SimulationError as exc:
         _fail(str(exc))
     if as_json:
@@ -246,7 +252,37 @@ def _print_explanation(resolution: Any, ex: Explanation) -> None:
         _out.print(line)
         if d.step.notify:
             _out.print(f"      notify {', '.join(d.step.notify)}", style="dim")
+        _print_declaration(d.step, ident)
     _out.print()
+
+
+def _print_declaration(step: Any, identity: Any) -> None:
+    """What the step changes, what rollback restores and what it cannot (declared)."""
+    adapter = adapter_type(identity.ref.provider, {identity.ref.provider:
+                                                   identity.provider_type}
+                           if identity.provider_type else None)
+    if adapter and step.action is not Action.notify and not supports(
+            adapter, step.action, identity.ref.kind):
+        reason = declaration(adapter, step.action).reason
+        _out.print(f"      [red]not supported on {adapter}[/]: {escape(reason)}")
+        return
+    for text in step.changes:
+        _out.print(f"      changes: {escape(text)}")
+    for text in step.undo_restores:
+        _out.print(f"      rollback restores: {escape(text)}", style="dim")
+    for loss in step.loses:
+        _out.print(f"      [red]rollback cannot restore[/]: {loss}: "
+                   f"{escape(LOSSES.get(loss, loss))}")
+    if step.loss_gate:
+        _out.print(f"      [yellow]needs approval because[/] {escape(step.loss_gate)}")
+
+
+def _provider_types() -> dict[str, str]:
+    """Provider name → adapter type from the settings (none when there are no settings)."""
+    try:
+        return {name: p.type for name, p in load_settings().providers.items()}
+    except ConfigError:
+        return {}
 
 
 def _gate(step: Any, reason: str) -> str:

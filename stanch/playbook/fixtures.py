@@ -20,7 +20,7 @@ An expected file says what the planner must produce, and optionally what it star
           approval: [user:alice, soc-approvers]   # resolved groups; omitted or null: automatic
 
 ``id``, ``action`` and ``approval`` are always compared; ``notify``, ``quorum``,
-``revert_after``, ``irreversible`` and ``params`` only when the expected step lists them.
+``revert_after``, ``irreversible``, ``params`` and ``loses`` only when the expected step lists them.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class _ExpectedStep(BaseModel):
     revert_after: str | None = None
     irreversible: bool | None = None
     params: dict[str, Any] | None = None
+    loses: list[str] | None = None
 
 
 class _Expect(BaseModel):
@@ -190,4 +191,8 @@ def summarize(step: PlannedStep) -> dict[str, Any]:
         "revert_after": format_duration(step.revert_after) if step.revert_after else None,
         "irreversible": step.irreversible,
         "params": dict(step.params),
+        "changes": list(step.changes),
+        "undo_restores": list(step.undo_restores),
+        "loses": list(step.loses),
+        "loss_gate": step.loss_gate or None,
     }

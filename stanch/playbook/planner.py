@@ -31,10 +31,17 @@ from stanch.models import (
     ApprovalPolicy,
     EscalationStage,
     IdentityContext,
-    NameType,
     Plan,
     PlannedStep,
     PlanState,
+)
+from stanch.playbook.reversibility import (
+    DEFAULT_LOSS_APPROVERS,
+    credentials_named,
+    declare,
+    gated_on_timeout,
+    target_of,
+    target_suffix,
 )
 from stanch.playbook.schema import (
     CUSTODIAN,
@@ -79,9 +86,10 @@ class Explanation(BaseModel):
     decisions: list[StepDecision] = Field(default_factory=list)
 
 
-def step_id(playbook: str, index: int, action: Action) -> str:
-    """Stable step id: ``leaked-secret:1:revoke``."""
-    return f"{playbook}:{index}:{action.value}"
+def step_id(playbook: str, index: int, action: Action, target: Sequence[str] = ()) -> str:
+    """Stable step id: ``leaked-secret:1:revoke``, with what it acts on when the alert names
+    it: ``privilege-escalation:1:reduce_scope[Domain Admins]``."""
+    return f"{playbook}:{index}:{action.value}{target_suffix(target)}"
 
 
 def principal_for(owner: str) -> str:
@@ -110,10 +118,15 @@ def plan(
     identity: IdentityContext,
     playbooks: Sequence[Playbook],
     state: PlanState,
+    *,
+    declared: bool = True,
 ) -> Plan:
     """Steps to run next, in ladder order: not yet applied, ``when`` holding, up to the rung
-    the alert's rules allow. Same inputs, same plan — safe inside workflow code."""
-    return explain(alert, identity, playbooks, state).plan
+    the alert's rules allow. Same inputs, same plan — safe inside workflow code.
+
+    ``declared=False`` plans as before declarations existed (no per-target step ids, no
+    loss gating): the workflow passes it when replaying a history recorded that way."""
+    return explain(alert, identity, playbooks, state, declared=declared).plan
 
 
 def explain(
@@ -121,6 +134,8 @@ def explain(
     identity: IdentityContext,
     playbooks: Sequence[Playbook],
     state: PlanState,
+    *,
+    declared: bool = True,
 ) -> Explanation:
     """:func:`plan` with its reasons: which playbooks were considered, the ceiling, and a
     decision for every ladder step."""
@@ -144,7 +159,7 @@ def explain(
         return Explanation(plan=Plan(playbook=None, reason=reason), candidates=candidates)
 
     top, why = _ceiling(chosen, alert, identity, state)
-    decisions = _decide(chosen, top, alert, identity, state)
+    decisions = _decide(chosen, top, alert, identity, state, declared)
     steps = [d.step for d in decisions if d.step is not None]
     if top is None:
         reason = f"{chosen.name}: {why}"
@@ -198,12 +213,14 @@ def _decide(
     alert: Alert,
     identity: IdentityContext,
     state: PlanState,
+    declared: bool = True,
 ) -> list[StepDecision]:
     applied = set(state.applied_step_ids)
     earlier: list[Action] = list(state.applied_actions)
     decisions = []
     for i, step in enumerate(pb.ladder):
-        sid = step_id(pb.name, i, step.action)
+        target = target_of(step, alert) if declared else []
+        sid = step_id(pb.name, i, step.action, target)
         reason: str | None
         if sid in applied:
             reason = "already applied"
@@ -221,6 +238,8 @@ def _decide(
             )
             continue
         planned, why = _resolve_step(pb, i, sid, step, alert, identity, state, earlier)
+        if declared:
+            planned, why = _declare(pb, step, planned, why, identity, target)
         earlier.append(step.action)
         decisions.append(
             StepDecision(index=i, step_id=sid, action=step.action, planned=True, reason=why,
@@ -272,6 +291,24 @@ def _resolve_step(
     return planned, why
 
 
+def _declare(pb: Playbook, step: Step, planned: PlannedStep, why: str,
+             identity: IdentityContext, target: list[str]) -> tuple[PlannedStep, str]:
+    """Attach the adapter's declarations; a loss not accepted brings a human back in."""
+    planned = declare(planned, step, identity).model_copy(update={"target": target})
+    if step.action is Action.rotate and target:
+        planned.params.setdefault("credentials", list(target))
+    if not planned.loss_gate:
+        return planned, why
+    if step.approval is not None:
+        approval = _resolve_approval(step.approval, pb, identity)
+    else:
+        groups = list(pb.owner_fallback or DEFAULT_LOSS_APPROVERS)
+        approval = ApprovalPolicy(groups=groups)
+    approval = gated_on_timeout(approval)
+    return (planned.model_copy(update={"approval": approval}),
+            f"waits for approval from {', '.join(approval.groups)}: {planned.loss_gate}")
+
+
 def _resolve_approval(a: Approval, pb: Playbook, identity: IdentityContext) -> ApprovalPolicy:
     groups = _targets(a.groups, pb, identity)
     owner_must = a.owner_must_approve and identity.owner is not None
@@ -313,11 +350,8 @@ def _dedup(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-_CREDENTIAL_NAMES = (NameType.access_key_id, NameType.token)
-
-
 def _credentials(alert: Alert) -> list[str]:
-    return _dedup([m.name for m in alert.mentions if m.name_type in _CREDENTIAL_NAMES])
+    return credentials_named(alert)
 
 
 # --------------------------------------------------------------------------- conditions

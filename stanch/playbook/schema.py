@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
 )
 
+from stanch.capabilities import LOSSES, adapters_for, declaration, possible_losses
 from stanch.models import Action, Category, IdentityKind, Level, TimeoutPolicy
 from stanch.playbook.errors import describe
 
@@ -376,6 +377,13 @@ class Step(_Spec):
     break_glass_reason: str | None = Field(
         default=None, description="Why running this step without a human is acceptable."
     )
+    accept_loss: list[str] = Field(
+        default_factory=list,
+        description="Losses this step may cause without a human (ids: "
+        + ", ".join(sorted(LOSSES)) + "). A step whose action loses anything on the "
+        "identity's provider (see docs/providers.md) waits for approval, even when "
+        "`waive_when` holds, unless every such loss is listed here.",
+    )
 
 
 class Playbook(_Spec):
@@ -452,6 +460,37 @@ def _step_errors(step: Step, pb: Playbook) -> list[tuple[Loc, str]]:
         errors.append((("params", "delete"), "deleting cannot be undone: set irreversible: true"))
     if step.approval is not None:
         errors.extend((("approval", *loc), msg) for loc, msg in _approval_errors(step, pb))
+    errors.extend(_loss_errors(step, pb))
+    return errors
+
+
+_CLAIMS_REVERSIBLE = re.compile(r"(?<!ir)reversible", re.IGNORECASE)
+
+
+def _loss_errors(step: Step, pb: Playbook) -> list[tuple[Loc, str]]:
+    """What the step's action may lose on the providers it may run on, against what the
+    step says: its description, its approval and its ``accept_loss``."""
+    errors: list[tuple[Loc, str]] = []
+    may_lose = possible_losses(step.action, pb.match.identity_kinds, step.params)
+    ever = {loss for t in adapters_for(step.action, pb.match.identity_kinds)
+            for loss in declaration(t, step.action).all_losses()}
+    for j, loss in enumerate(step.accept_loss):
+        if loss not in LOSSES:
+            errors.append((("accept_loss", j), f"unknown loss {loss!r} (known: "
+                           f"{', '.join(sorted(LOSSES))})"))
+        elif loss not in ever:
+            errors.append((("accept_loss", j), f"{step.action.value} never loses {loss} on "
+                           "any provider: remove it"))
+    if not may_lose or step.irreversible:
+        return errors
+    where = "; ".join(f"{loss} on {', '.join(ts)}" for loss, ts in sorted(may_lose.items()))
+    if _CLAIMS_REVERSIBLE.search(step.description):
+        errors.append((("description",), f"says reversible, but {step.action.value} loses "
+                       f"{where}: describe what rollback cannot restore"))
+    unaccepted = sorted(set(may_lose) - set(step.accept_loss))
+    if unaccepted and step.approval is None and not step.break_glass:
+        errors.append((("accept_loss",), f"{step.action.value} loses {where}: add an "
+                       f"approval (needed there), or accept_loss: [{', '.join(unaccepted)}]"))
     return errors
 
 

@@ -195,12 +195,15 @@ async def test_contain_status_approve_refusals_and_rollback(stack: Stack) -> Non
     assert rotate in out
     assert "soc-approvers (0/1 approvals)" in out
     assert "Applied actions" in out and "reduce_scope" in out
+    assert "rollback cannot restore: sessions" in out  # declared before it ran
 
     code, out, err = raw
     assert code == 0, err
     machine = json.loads(out)
     assert machine["workflow_id"] == BOB_WID
     assert _step(machine, "rotate")["approval"]["groups"] == ["soc-approvers"]
+    assert _step(machine, "force_reauth")["loses"] == ["sessions"]
+    assert _step(machine, "rotate")["loses"] == [] and _step(machine, "rotate")["changes"]
 
     # Refusals: the role check, then the workflow's own checks, each with its reason.
     code, out, err = as_viewer

@@ -54,7 +54,7 @@ def test_simulate_twice_gives_the_same_plan() -> None:
     assert run["playbook"] == "anomalous-nhi-api-use"
     waits = {s["id"]: s["approval"] for s in run["steps"]}
     assert waits["anomalous-nhi-api-use:1:reduce_scope"] is None
-    assert waits["anomalous-nhi-api-use:3:rotate"] == ["user:alice"]
+    assert waits["anomalous-nhi-api-use:3:rotate[AKIAMOCKDEPLOY0001]"] == ["user:alice"]
 
 
 def test_simulate_human_output_says_who_each_step_waits_for() -> None:
@@ -62,9 +62,8 @@ def test_simulate_human_output_says_who_each_step_waits_for() -> None:
     result = runner.invoke(app, ["playbook", "simulate", str(alert), *ARGS])
     assert result.exit_code == 0, result.output
     assert "playbook leaked-secret" in result.stdout
-    assert "leaked-secret:2:rotate  waits for 1 of user:alice within 30m, then deny" in (
-        result.stdout
-    )
+    assert ("leaked-secret:2:rotate[AKIAMOCKDEPLOY0001]  waits for 1 of user:alice within "
+            "30m, then deny") in result.stdout
     assert "leaked-secret:3:force_reauth  skipped" in result.stdout
 
 

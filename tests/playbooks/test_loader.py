@@ -50,6 +50,16 @@ EXPECTED = {
         "11: ladder[0].approval.groups: only `owner` can approve: set the playbook's "
         "owner_fallback for identities without an owner",
     "bad-condition.yaml": "13: ladder[0].when.any[1].crit: unknown field",
+    "claims-reversible.yaml":
+        "10: ladder[0].description: says reversible, but revoke loses failed_login_history "
+        "on ldap: describe what rollback cannot restore",
+    "loss-without-approval.yaml":
+        "10: ladder[0].accept_loss: force_reauth loses leases on vault; sessions on aws_iam, "
+        "entra, mock, okta, vault: add an approval (needed there), or accept_loss: "
+        "[leases, sessions]",
+    "unknown-loss.yaml":
+        "11: ladder[0].accept_loss[0]: reduce_scope never loses sessions on any provider: "
+        "remove it",
 }
 
 

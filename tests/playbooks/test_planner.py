@@ -197,9 +197,10 @@ def test_explain_gives_a_reason_for_every_step() -> None:
     assert ex.ceiling is Action.force_reauth
 
 
-_PURE = {"stanch.playbook.planner", "stanch.playbook.schema", "stanch.playbook.errors"}
+_PURE = {"stanch.playbook.planner", "stanch.playbook.schema", "stanch.playbook.errors",
+         "stanch.playbook.reversibility", "stanch.capabilities"}
 _ALLOWED_ROOTS = {"__future__", "collections", "dataclasses", "datetime", "re", "typing",
-                  "pydantic", "enum", "types"}
+                  "pydantic", "enum", "types", "hashlib"}
 
 
 def test_planning_modules_import_only_pure_things() -> None:

@@ -193,17 +193,41 @@ async def test_rotate_by_access_key_identity_keeps_secret_out(
     assert again.status is ActionStatus.already
 
 
-async def test_rotate_two_key_limit(provider: AwsIamProvider, iam: Any) -> None:
+async def test_rotate_at_two_key_limit_deactivates_and_never_deletes(
+        provider: AwsIamProvider, iam: Any) -> None:
     name = make_user(iam, keys=2)
     k1, k2 = (k["AccessKeyId"] for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"])
-    with pytest.raises(PermanentProviderError) as err:
-        await provider.rotate("rot", user_ref(name), {"access_key_id": k1})
-    assert err.value.code == "LimitExceeded" and "2 active access keys" in str(err.value)
     iam.update_access_key(UserName=name, AccessKeyId=k2, Status="Inactive")
     result = await provider.rotate("rot", user_ref(name), {"access_key_id": k1})
-    assert result.after["deleted_access_key_id"] == k2
-    assert result.undo is not None and result.undo.params["unrestorable"] == ["access_keys"]
-    assert k2 not in result.after["access_keys"]
+    assert result.after["access_keys"] == {k1: "Inactive", k2: "Inactive"}
+    assert f"Delete {k2} by hand" in result.message
+    undone = await provider.undo("u", result)
+    assert undone.after["access_keys"] == {k1: "Active", k2: "Inactive"}
+    # both inactive and no room: stop for a human, change nothing
+    iam.update_access_key(UserName=name, AccessKeyId=k1, Status="Inactive")
+    with pytest.raises(PermanentProviderError) as err:
+        await provider.rotate("rot-2", user_ref(name), {"credentials": [k1]})
+    assert err.value.code == "LimitExceeded" and "never deletes" in str(err.value)
+    assert len(iam.list_access_keys(UserName=name)["AccessKeyMetadata"]) == 2
+
+
+async def test_rotate_replaces_a_key_a_credential_revoke_deactivated(
+        provider: AwsIamProvider, iam: Any) -> None:
+    name = make_user(iam, keys=1)
+    [k1] = (k["AccessKeyId"] for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"])
+    revoked = await provider.revoke("rv", user_ref(name), {"target": "credential",
+                                                           "credentials": [k1]})
+    assert revoked.after["access_keys"] == {k1: "Inactive"}
+    assert DENY_ALL_ARN not in revoked.after["attached_policies"]
+    rotated = await provider.rotate("rot", user_ref(name), {"credentials": [k1]})
+    new = rotated.after["new_access_key_id"]
+    assert rotated.after["access_keys"] == {k1: "Inactive", new: "Active"}
+    again = await provider.rotate("rot-again", user_ref(name), {"credentials": [k1]})
+    assert again.status is ActionStatus.already
+    await provider.undo("u1", rotated)
+    await provider.undo("u2", revoked)
+    keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+    assert {k["AccessKeyId"]: k["Status"] for k in keys} == {k1: "Active"}
 
 
 async def test_rotate_without_key_id_needs_exactly_one_active(provider: AwsIamProvider,
@@ -213,16 +237,28 @@ async def test_rotate_without_key_id_needs_exactly_one_active(provider: AwsIamPr
         await provider.rotate("rot", user_ref(name), {})
 
 
-async def test_revoke_says_login_profile_is_not_restored(provider: AwsIamProvider,
-                                                         iam: Any) -> None:
+async def test_revoke_blocks_with_deny_policy_and_keeps_the_login_profile(
+        provider: AwsIamProvider, iam: Any) -> None:
     name = make_user(iam, keys=2)
+    before = await provider.snapshot(user_ref(name))
     result = await provider.revoke("rv", user_ref(name), {})
     assert set(result.after["access_keys"].values()) == {"Inactive"}
-    assert result.after["login_profile"] is False
-    assert "cannot be restored" in result.message
+    assert result.after["login_profile"] is True
+    assert DENY_ALL_ARN in result.after["attached_policies"]
     undone = await provider.undo("u", result)
-    assert "NOT restored" in undone.message
-    assert set(undone.after["access_keys"].values()) == {"Active"}
+    assert_same_fields(before, undone.after)
+
+
+async def test_revoke_of_named_key_leaves_the_others(provider: AwsIamProvider,
+                                                     iam: Any) -> None:
+    name = make_user(iam, keys=2)
+    k1, k2 = (k["AccessKeyId"] for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"])
+    result = await provider.revoke("rv", user_ref(name), {"target": "credential",
+                                                          "credentials": [k2]})
+    assert result.after["access_keys"] == {k1: "Active", k2: "Inactive"}
+    assert DENY_ALL_ARN not in result.after["attached_policies"]
+    with pytest.raises(PermanentProviderError, match="do not belong"):
+        await provider.revoke("rv2", user_ref(name), {"credentials": ["AKIANOTHERS0000000000"]})
 
 
 async def test_throttling_is_transient_with_retry_after(provider: AwsIamProvider) -> None:
@@ -269,3 +305,12 @@ async def test_playbook_params_only_new_grants(provider: AwsIamProvider, iam: An
     rest = await provider.reduce_scope("pb3", ref, {"remove_groups": [],
                                                     "detach_policies": []})
     assert rest.after["attached_policies"] == [DENY_ALL_ARN] and rest.after["groups"] == []
+
+
+async def test_parameters_it_cannot_honour_are_refused(provider: AwsIamProvider,
+                                                       iam: Any) -> None:
+    name = make_user(iam, keys=1)
+    before = await provider.snapshot(user_ref(name))
+    with pytest.raises(PermanentProviderError, match="not its password"):
+        await provider.rotate("rot", user_ref(name), {"credential": "password"})
+    assert await provider.snapshot(user_ref(name)) == before

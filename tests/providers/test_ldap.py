@@ -161,3 +161,11 @@ async def test_wrong_bind_password_is_permanent_and_not_echoed(ldap_url: str) ->
         await p.snapshot(IdentityRef(provider="ldap", id=BASE, kind=IdentityKind.user))
     assert "invalidCredentials" in str(err.value)
     assert "wrong-password-xyz" not in str(err.value)
+
+
+async def test_a_credential_revoke_is_refused_not_widened(provider: LdapProvider,
+                                                          admin: ldap3.Connection) -> None:
+    ref = make_user(admin)
+    with pytest.raises(PermanentProviderError, match="only the whole identity"):
+        await provider.revoke("rv", ref, {"target": "credential", "credentials": ["k1"]})
+    assert (await provider.snapshot(ref))["locked"] is False

@@ -192,9 +192,15 @@ async def test_rotate_by_type_and_rotation_limit(
     assert mfa.undo is not None and mfa.undo.params["reactivate"] == ["mfa-alice-0001"]
     first = await provider.rotate("rot-1", DEPLOY, {})
     assert first.changed
+    # at the limit: the active key is only deactivated, nothing is deleted
+    second = await provider.rotate("rot-2", DEPLOY, {})
+    assert "limit" in second.message
+    assert {c["status"] for c in second.after["credentials"] if c["type"] == "api_key"} == {
+        "inactive"}
+    old = first.undo.params["old_credential_id"] if first.undo else ""
     with pytest.raises(PermanentProviderError) as err:
-        await provider.rotate("rot-2", DEPLOY, {})
-    assert err.value.status == 409 and err.value.code == "LimitExceeded"
+        await provider.rotate("rot-3", DEPLOY, {"credential_id": old})
+    assert err.value.code == "LimitExceeded" and "never deletes" in str(err.value)
     assert not err.value.retryable
 
 

@@ -124,22 +124,22 @@ async def test_revoke_refuses_non_active_user(provider: OktaProvider, fake: Okta
         await provider.revoke("rv", user(uid), {})
 
 
-async def test_rotate_two_secret_limit(provider: OktaProvider, fake: OktaFake) -> None:
+async def test_rotate_at_two_secret_limit_deactivates_and_never_deletes(
+        provider: OktaProvider, fake: OktaFake) -> None:
     app_id = fake.add_app(secrets_count=2)
     first, second = list(fake.app_secrets[app_id])
-    with pytest.raises(PermanentProviderError) as err:
-        await provider.rotate("rot", app(app_id), {"secret_id": first})
-    assert err.value.code == "LimitExceeded"
-    fake.app_secrets[app_id][second]["status"] = "INACTIVE"
     result = await provider.rotate("rot", app(app_id), {"secret_id": first})
-    assert result.after["deleted_secret_id"] == second
-    assert second not in fake.app_secrets[app_id]
-    assert result.undo is not None and result.undo.params["unrestorable"] == ["secrets"]
-    new = result.after["new_secret_id"]
-    assert fake.app_secrets[app_id][new]["client_secret"] not in result.model_dump_json()
+    assert result.after["secrets"] == {first: "INACTIVE", second: "ACTIVE"}
+    assert f"Delete {second} by hand" in result.message
     await provider.undo("u", result)
-    assert {s["status"] for s in fake.app_secrets[app_id].values()} == {"ACTIVE"}
-    assert list(fake.app_secrets[app_id]) == [first]
+    assert {k: v["status"] for k, v in fake.app_secrets[app_id].items()} == {
+        first: "ACTIVE", second: "ACTIVE"}
+    for secret in fake.app_secrets[app_id].values():
+        secret["status"] = "INACTIVE"
+    with pytest.raises(PermanentProviderError) as err:
+        await provider.rotate("rot-2", app(app_id), {"credentials": [first]})
+    assert err.value.code == "LimitExceeded"
+    assert list(fake.app_secrets[app_id]) == [first, second]
 
 
 async def test_rotate_delivers_secret_to_drop_dir(provider: OktaProvider, fake: OktaFake,

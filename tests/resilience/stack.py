@@ -58,9 +58,13 @@ CHAOS_PLAYBOOK = {
     "match": {"categories": ["privilege_escalation"]},
     "rules": [{"when": {}, "up_to": "revoke"}],
     "ladder": [
-        {"action": "reduce_scope", "description": "Remove privileged groups."},
-        {"action": "force_reauth", "description": "End every session."},
-        {"action": "revoke", "description": "Disable the identity and its credentials."},
+        # Every step runs unattended: the playbook accepts what each may lose on any provider.
+        {"action": "reduce_scope", "description": "Remove privileged groups.",
+         "accept_loss": ["assignment_ids"]},
+        {"action": "force_reauth", "description": "End every session.",
+         "accept_loss": ["sessions", "leases"]},
+        {"action": "revoke", "description": "Disable the identity and its credentials.",
+         "accept_loss": ["failed_login_history"]},
     ],
 }
 

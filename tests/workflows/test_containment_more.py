@@ -59,7 +59,7 @@ async def test_rollback_restores_every_captured_field(
         ts_env: WorkflowEnvironment, settings: Settings, task_queue: str, mock_idp: str) -> None:
     pb = playbook([
         {"action": "reduce_scope"},
-        {"action": "force_reauth"},
+        {"action": "force_reauth", "accept_loss": ["sessions"]},
         {"action": "rotate"},
         {"action": "revoke"},
     ])
