@@ -306,10 +306,15 @@ def _print_banner(settings: Settings, creds: DevCredentials, state: Path,
     sample = (Path(__file__).resolve().parent.parent / "examples" / "alerts"
               / "generic-privilege-escalation.json")
     ui = f"http://{settings.temporal.address.rpartition(':')[0]}:{settings.temporal.ui_port}"
+    from stanch.console.sessions import mint_login_link
+
+    link = f"{api}/ui/login/link?token={mint_login_link(state, 'dev-admin')}"
     token_cmd = f"$(cat {state / 'source-token'})"
     out(f"""
 Stanch is up.
   API          {api}            (token: {state / 'dev-token'})
+  console      {api}/ui/
+               sign in once (10 minutes) as dev-admin: {link}
   mock IdP     {idp}
   Temporal     {settings.temporal.address}  UI {ui}
   logs         {state / 'logs'}

@@ -85,6 +85,9 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.include_router(routes_audit.router, dependencies=[Depends(require(Role.viewer))])
     app.include_router(routes_slack.router)
     _include_optional(app)
+    from stanch.console import mount as mount_console
+
+    mount_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> dict[str, Any]:
