@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from stanch.console.oidc import OidcClient
-from stanch.console.security import PREFIX, security_headers
+from stanch.console.security import PREFIX, SignInRequired, security_headers
 from stanch.console.sessions import SessionStore, mint_login_link
 
 HERE = Path(__file__).resolve().parent
@@ -32,3 +33,10 @@ def mount(app: FastAPI) -> None:
     app.include_router(routes_pages.router)
     app.include_router(routes_actions.router)
     app.middleware("http")(security_headers)
+    app.add_exception_handler(SignInRequired, _to_sign_in)
+
+
+async def _to_sign_in(request: Request, exc: Exception) -> Response:
+    if request.headers.get("hx-request"):  # a poll from a page whose session ended
+        return Response(status_code=204, headers={"HX-Redirect": f"{PREFIX}/login"})
+    return RedirectResponse(f"{PREFIX}/login", status_code=303)

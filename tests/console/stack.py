@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from oidc_provider_mock import run_server_in_thread
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -89,7 +90,8 @@ def _settings(state: Path, mock_idp: str, issuer: str) -> Settings:
         api_tokens=[ApiToken(sha256=hash_token(TOKENS[who]), principal=who, roles=roles,
                              groups=groups) for who, (roles, groups) in PEOPLE.items()],
         principals={"carol": PrincipalSettings(groups=["soc-approvers"])},
-        oidc=OidcSettings(issuer=issuer, client_id=CLIENT_ID),
+        oidc=OidcSettings(issuer=issuer, client_id=CLIENT_ID,
+                          client_secret=SecretStr("console-test-secret")),
         _env_file=None,  # type: ignore[call-arg]
     )
 
