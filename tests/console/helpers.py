@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Locator, Page
@@ -54,3 +56,10 @@ def audit(stack: Stack, **query: Any) -> list[dict[str, Any]]:
 def normalized(identity: dict[str, Any]) -> dict[str, Any]:
     """An identity at the mock IdP with list order made irrelevant."""
     return {k: sorted(v, key=repr) if isinstance(v, list) else v for k, v in identity.items()}
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Save ``name`` under $STANCH_CONSOLE_SHOTS (how docs/console/*.png are made)."""
+    folder = os.environ.get("STANCH_CONSOLE_SHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name), full_page=full_page)

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.console.conftest import DESKTOP, SignIn
-from tests.console.helpers import audit, card, pending, status, step, wait_for
+from tests.console.helpers import audit, card, pending, screenshot, status, step, wait_for
 from tests.console.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -70,6 +70,7 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
                      "reactivates the old secret", "Replace the credentials", "left"):
             expect(item).to_contain_text(fact)
         expect(page.locator("header.top")).to_contain_text("carol")
+        screenshot(page, "inbox.png")
         item.get_by_label("Comment (required)").fill("called Bob, he did not log in")
         item.get_by_role("button", name="Approve").click()
         expect(page.locator(".flash.ok")).to_contain_text(f"approve recorded on {rotate}")

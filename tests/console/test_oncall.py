@@ -1,0 +1,128 @@
+"""On-call in a real browser: contain by hand (search, plan first), roll back; a viewer sees
+no buttons; the guards on sessions, links, headers and the vendored htmx."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from stanch.console.sessions import mint_login_link
+from tests.console.conftest import PHONE, SignIn
+from tests.console.helpers import audit, card, normalized, pending, screenshot, status
+from tests.console.stack import Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
+        stack: Stack, sign_in: SignIn) -> None:
+    before = stack.identity("sa-deploy")
+    page = sign_in("oncall")
+    page.get_by_role("link", name="Contain", exact=True).click()
+    page.get_by_label(re.compile("^Identity")).fill("AKIAMOCKDEPLOY0001")
+    expect(page.locator("#matches")).to_contain_text("Deploy pipeline")
+    page.get_by_label("Highest rung").select_option("reduce_scope")
+    page.get_by_label(re.compile("^Reason")).fill("key seen in a public repo")
+    page.get_by_label("Ticket").fill("INC-42")
+    page.get_by_role("button", name="Show the plan").click()
+    plan = page.locator("section", has=page.locator("#h-plan"))
+    expect(plan).to_contain_text("Deploy pipeline (mock:sa-deploy)")
+    expect(plan).to_contain_text("reduce_scope")
+    assert normalized(stack.identity("sa-deploy")) == normalized(before)  # nothing yet
+
+    page.get_by_role("button", name="Contain Deploy pipeline").click()
+    page.wait_for_url(re.compile(r".*/ui/c/containment-[0-9a-f]{24}$"))
+    wid = page.url.rsplit("/", 1)[1]
+    expect(page.locator(".flash.ok")).to_contain_text("containment of mock:sa-deploy started")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("contained by hand")
+    expect(timeline).to_contain_text("applied reduce_scope")
+    expect(page.locator(".timeline table.diff")).to_contain_text("prod-deployers")
+    expect(page.locator(".ladder li.current")).to_contain_text("reduce_scope")
+    assert normalized(stack.identity("sa-deploy")) != normalized(before)
+    screenshot(page, "containment.png")
+
+    page.get_by_label(re.compile("^Roll back everything")).fill("false alarm: test key")
+    page.get_by_role("button", name="Roll back").click()
+    expect(page.locator(".flash.ok")).to_contain_text("rolled back: reduce_scope reverted")
+    expect(page.locator(".state")).to_have_text("rolled_back")
+    assert normalized(stack.identity("sa-deploy")) == normalized(before)
+    types = [r["type"] for r in audit(stack, workflow_id=wid)]
+    for kind in ("containment.manual", "action.result", "action.reverted",
+                 "containment.rollback"):
+        assert kind in types, types
+    rollback = audit(stack, workflow_id=wid, type="containment.rollback")
+    assert [(r["actor"], r["reason"]) for r in rollback] == [("oncall",
+                                                               "false alarm: test key")]
+
+
+def test_viewer_sees_everything_and_no_buttons(stack: Stack, sign_in: SignIn) -> None:
+    resp = stack.api("POST", "/v1/containments", "oncall", json={
+        "identity": "mock:app-reporting", "level": "rotate", "reason": "vendor breach"})
+    assert resp.status_code == 202, resp.text
+    wid = resp.json()["workflow_id"]
+    rotate = pending(stack, wid, "rotate")
+    page = sign_in("watcher")
+    expect(card(page, rotate)).to_contain_text("lacks the approver role")
+    for path in ("/ui/", f"/ui/c/{wid}", "/ui/containments", "/ui/contain",
+                 "/ui/elevations", "/ui/audit"):
+        page.goto(f"{stack.url}{path}")
+        expect(page.locator("main h1")).to_be_visible()
+        posts = page.locator("form[method=post]")
+        expect(posts).to_have_count(1)  # signing out
+        names = {b.inner_text().strip() for b in page.get_by_role("button").all()}
+        assert names <= {"Sign out", "Filter"}, (path, names)
+        assert page.locator("textarea").count() == 0, path
+    # A viewer's hand-made decision, with a valid CSRF token, is still refused.
+    page.goto(f"{stack.url}/ui/")
+    token = page.locator("input[name=csrf]").first.get_attribute("value")
+    page.request.post(f"{stack.url}/ui/c/{wid}/decide", form={
+        "csrf": token or "", "step": rotate, "verdict": "approve", "comment": "sneaky"})
+    assert status(stack, wid)["pending_approvals"][0]["approvals"] == 0
+
+
+def test_sessions_links_headers_and_phone_width(stack: Stack, sign_in: SignIn) -> None:
+    # Not signed in: every page leads to sign-in, and no data.
+    anon = httpx.get(f"{stack.url}/ui/containments", follow_redirects=False, timeout=10)
+    assert anon.status_code == 303 and anon.headers["location"] == "/ui/login"
+    login = httpx.get(f"{stack.url}/ui/login", timeout=10)
+    csp = login.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "<script>" not in login.text  # every script is a file under /ui/static
+
+    # A link works once; an expired one never.
+    link = stack.link("approver1")
+    token = link.split("token=")[1]
+    first = httpx.post(f"{stack.url}/ui/login/link", data={"token": token}, timeout=10)
+    assert first.status_code == 200 and "stanch_session" in first.headers["set-cookie"]
+    cookie = first.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie
+    again = httpx.post(f"{stack.url}/ui/login/link", data={"token": token}, timeout=10)
+    assert again.status_code == 400 and "stanch_session" not in again.headers.get(
+        "set-cookie", "")
+    old = mint_login_link(stack.settings.state_dir, "approver1", lifetime=-1)
+    assert httpx.post(f"{stack.url}/ui/login/link", data={"token": old},
+                      timeout=10).status_code == 400
+
+    # The vendored htmx is the one its README pins.
+    static = REPO / "stanch" / "console" / "static"
+    digest = hashlib.sha256((static / "htmx.min.js").read_bytes()).hexdigest()
+    assert digest in (static / "README.md").read_text()
+
+    # Phone width, signed in; then sign out ends the session for good.
+    page = sign_in("approver2", viewport=PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    expect(page.get_by_role("link", name="Containments")).to_be_visible()
+    screenshot(page, "inbox-phone.png", full_page=False)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{stack.url}/ui/login")
+    page.goto(f"{stack.url}/ui/")
+    page.wait_for_url(f"{stack.url}/ui/login")
+    assert "token" not in page.url
