@@ -87,7 +87,7 @@ async def link_exchange(request: Request) -> Response:
     if pid is None:
         return page(request, "login.html", None, oidc=_oidc(request).enabled, status=400,
                     error="this sign-in link is unknown, used or older than 10 minutes: "
-                          "ask `stanch console-link` (or restart `stanch up`) for a new one")
+                          "`stanch console-link` prints a new one")
     return _signed_in(request, principal_by_id(request, pid), via="link")
 
 
