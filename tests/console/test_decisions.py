@@ -36,6 +36,25 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
         expect(item.locator("form")).to_have_count(0)
         expect(page.locator("#h-mine")).to_contain_text("0")
 
+    # Posted by hand anyway (with the session's own CSRF token), the outsider's vote is
+    # refused by the workflow and audited exactly as the same attempt through the API.
+    page = sign_in("outsider")
+    token = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    page.request.post(f"{stack.url}/ui/c/{wid}/decide", form={
+        "csrf": token, "step": rotate, "verdict": "approve", "comment": "let me"},
+        max_redirects=0)
+    page.goto(f"{stack.url}/ui/")
+    expect(page.locator(".flash.error")).to_contain_text("refused: not an approver: outsider")
+    by_api = stack.api("POST", f"/v1/containments/{wid}/decisions", "outsider",
+                       json={"step": rotate, "verdict": "approve", "comment": "let me"})
+    assert by_api.status_code == 403
+    refused = audit(stack, workflow_id=wid, type="decision.refused")
+    assert [r["data"]["channel"] for r in refused] == ["console", "api"]
+    same = [{k: v for k, v in r.items() if k not in ("seq", "at", "hash", "prev_hash")}
+            | {"data": {k: v for k, v in r["data"].items() if k != "channel"}}
+            for r in refused]
+    assert same[0] == same[1], same
+
     # A form posted without its CSRF token (or with another) is refused; nothing changes.
     page = sign_in("approver1")
     expect(card(page, rotate).locator("form")).to_have_count(1)
@@ -47,8 +66,8 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
                                    max_redirects=0)
         assert answer.status == 403, answer.text()
     assert step(status(stack, wid), "rotate")["approval"]["votes"] == []
-    assert not [r for r in audit(stack, workflow_id=wid)
-                if r["type"].startswith("decision.")]
+    assert not [r for r in audit(stack, workflow_id=wid, type="decision.recorded")]
+    assert len(audit(stack, workflow_id=wid, type="decision.refused")) == 2  # as before
 
     # Carol signs in at the OpenID provider (authorization code + PKCE) and approves.
     httpx.put(f"{stack.issuer}/users/carol", json={
