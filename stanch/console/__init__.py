@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from stanch.console.cache import StatusCache
 from stanch.console.oidc import OidcClient
 from stanch.console.security import PREFIX, SignInRequired, security_headers
 from stanch.console.sessions import SessionStore, mint_login_link
@@ -27,6 +28,7 @@ def mount(app: FastAPI) -> None:
     from stanch.console import routes_actions, routes_auth, routes_pages
 
     app.state.console_sessions = SessionStore()
+    app.state.console_cache = StatusCache(app.state.audit)
     app.state.console_oidc = OidcClient(app.state.settings.oidc, app.state.authenticator)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(routes_auth.router)

@@ -19,11 +19,11 @@ from stanch.api._common import temporal_client
 from stanch.audit import AuditStore, checkpoint_key
 from stanch.config import Settings
 from stanch.console import views
+from stanch.console.cache import StatusCache
 from stanch.console.render import page, templates
 from stanch.console.security import PREFIX, current
 from stanch.console.sessions import Session
 from stanch.models import AuditType
-from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import ContainmentStatus
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -34,6 +34,11 @@ _STATES = ["active", "awaiting_approval", "contained", "failed", "rolled_back", 
 def _audit(request: Request) -> AuditStore:
     store: AuditStore = request.app.state.audit
     return store
+
+
+def _cache(request: Request) -> StatusCache:
+    cache: StatusCache = request.app.state.console_cache
+    return cache
 
 
 def _settings(request: Request) -> Settings:
@@ -58,11 +63,11 @@ def _partial(request: Request, name: str, session: Session, **ctx: Any) -> Respo
 async def _inbox(request: Request, session: Session) -> dict[str, Any]:
     client = await temporal_client(request)
     try:
-        statuses = await views.waiting_containments(client)
+        statuses = await views.waiting_containments(client, _cache(request))
     except RPCError as err:
         return {"mine": [], "others": [], "error": f"Temporal: {err.message}"}
     mine, others = views.inbox(statuses, session.principal, _settings(request))
-    await views.attach_evidence(mine + others, _audit(request))
+    await views.attach_evidence(mine + others, _cache(request))
     return {"mine": mine, "others": others, "undo": views.UNDO, "error": None}
 
 
@@ -81,7 +86,8 @@ async def inbox_list(request: Request) -> Response:
 # --------------------------------------------------------------------------- containments
 
 
-async def _listing(client: Client, args: dict[str, str]) -> list[ContainmentStatus]:
+async def _listing(client: Client, cache: StatusCache,
+                   args: dict[str, str]) -> list[ContainmentStatus]:
     query = 'WorkflowType = "ContainmentWorkflow"'
     if args.get("status") in _STATES:
         query += f' AND StanchStatus = "{args["status"]}"'
@@ -90,18 +96,7 @@ async def _listing(client: Client, args: dict[str, str]) -> list[ContainmentStat
     if re.fullmatch(r"[a-z_]+", args.get("kind", "")):
         query += f' AND StanchIdentityKind = "{args["kind"]}"'
     wids = [wf.id async for wf in client.list_workflows(query, limit=200)]
-    gate = asyncio.Semaphore(16)
-
-    async def one(wid: str) -> ContainmentStatus | None:
-        async with gate:
-            try:
-                status: ContainmentStatus = await client.get_workflow_handle(wid).query(
-                    ContainmentWorkflow.status)
-                return status
-            except RPCError:
-                return None
-
-    found = [s for s in await asyncio.gather(*(one(w) for w in wids)) if s is not None]
+    found = await cache.statuses(client, wids)
     text = args.get("q", "").strip().lower()
     provider = args.get("provider", "").strip()
     out = []
@@ -125,7 +120,7 @@ async def containments(request: Request) -> Response:
     client = await temporal_client(request)
     error = None
     try:
-        items = await _listing(client, args)
+        items = await _listing(client, _cache(request), args)
     except RPCError as err:
         items, error = [], f"Temporal: {err.message}"
     return page(request, "containments.html", session, items=items, args=args,
@@ -135,10 +130,11 @@ async def containments(request: Request) -> Response:
 async def _containment(request: Request, wid: str) -> dict[str, Any]:
     client = await temporal_client(request)
     try:
-        status: ContainmentStatus = await client.get_workflow_handle(wid).query(
-            ContainmentWorkflow.status)
+        status = await _cache(request).status(client, wid)
     except RPCError as err:
-        return {"st": None, "error": f"no containment {wid}: {err.message}"}
+        return {"st": None, "error": f"Temporal: {err.message}"}
+    if status is None:
+        return {"st": None, "error": f"no containment {wid} (it may have closed)"}
     records = await asyncio.to_thread(_audit(request).query, workflow_id=wid, limit=1000)
     settings = _settings(request)
     pending = {s.step_id: views.approval_state(s, settings) for s in status.steps
@@ -181,7 +177,7 @@ def _role(session: Session, role: str) -> bool:
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 async def raw_alert(alert_id: str, request: Request) -> Response:
     session = current(request)
-    records = await asyncio.to_thread(views.alert_records, _audit(request), alert_id[:200])
+    records = await asyncio.to_thread(_cache(request).alert_records, alert_id[:200])
     if not records:
         return page(request, "message.html", session, status=404,
                     message=f"no alert {alert_id[:80]!r} in the audit trail")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
@@ -73,8 +74,11 @@ def set_session_cookie(response: Response, request: Request, sid: str, max_age: 
 
 async def security_headers(request: Request,
                            call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    started = time.perf_counter()
     response = await call_next(request)
     if request.url.path.startswith(PREFIX):
+        spent = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={spent:.1f}"
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"

@@ -13,14 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from stanch.api.auth import has_role
-from stanch.audit import AuditStore
 from stanch.config import Settings
+from stanch.console.cache import StatusCache
 from stanch.models import AuditRecord, AuditType, Principal, Role
 from workflows.approvals import ApprovalOutcome, ApprovalState, Verdict, refusal
-from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import ContainmentStatus, StepView
 
 LADDER = ["reduce_scope", "force_reauth", "rotate", "revoke"]
@@ -31,7 +29,6 @@ UNDO = {
     "revoke": "re-enables the account and its keys",
     "notify": "nothing to undo: it changes nothing",
 }
-_QUERIES_AT_ONCE = 16
 _INBOX_MAX = 1000
 
 
@@ -76,24 +73,11 @@ def why_not(state: ApprovalState, principal: Principal) -> str | None:
     return refusal(state, principal, Verdict.approve)
 
 
-async def _status(client: Client, wid: str, gate: asyncio.Semaphore
-                  ) -> ContainmentStatus | None:
-    async with gate:
-        try:
-            status: ContainmentStatus = await client.get_workflow_handle(wid).query(
-                ContainmentWorkflow.status)
-        except RPCError:
-            return None  # closed or gone between listing and asking
-    return status
-
-
-async def waiting_containments(client: Client) -> list[ContainmentStatus]:
+async def waiting_containments(client: Client, cache: StatusCache) -> list[ContainmentStatus]:
     query = ('WorkflowType = "ContainmentWorkflow" AND ExecutionStatus = "Running" '
              'AND StanchStatus = "awaiting_approval"')
     wids = [wf.id async for wf in client.list_workflows(query, limit=_INBOX_MAX)]
-    gate = asyncio.Semaphore(_QUERIES_AT_ONCE)
-    found = await asyncio.gather(*(_status(client, w, gate) for w in wids))
-    return [s for s in found if s is not None]
+    return await cache.statuses(client, wids)
 
 
 def inbox(statuses: list[ContainmentStatus], principal: Principal,
@@ -113,21 +97,13 @@ def inbox(statuses: list[ContainmentStatus], principal: Principal,
     return mine, others
 
 
-async def attach_evidence(items: list[InboxItem], audit: AuditStore) -> None:
+async def attach_evidence(items: list[InboxItem], cache: StatusCache) -> None:
     """The alerts behind each step, as received (source, title, severity …)."""
     def load() -> None:
-        cache: dict[str, list[AuditRecord]] = {}
         for item in items:
             for alert_id in item.step.alert_ids[-3:]:
-                if alert_id not in cache:
-                    cache[alert_id] = alert_records(audit, alert_id)
-                item.evidence.extend(cache[alert_id])
+                item.evidence.extend(cache.alert_records(alert_id))
     await asyncio.to_thread(load)
-
-
-def alert_records(audit: AuditStore, alert_id: str) -> list[AuditRecord]:
-    return audit.query(alert_id=alert_id, limit=2, types=[AuditType.alert_received,
-                                                          AuditType.manual_containment])
 
 
 def lost_race(step: StepView | None) -> str | None:

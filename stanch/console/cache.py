@@ -1,0 +1,112 @@
+"""Containment state for pages, asked of the workflows only when it may have changed.
+
+The inbox and the containment list poll every second. Asking 1,000 waiting workflows for
+their state on every poll would cost seconds, so each state is kept until the audit chain
+says its workflow moved: every change a page shows (an approval requested, a vote, an
+escalation, a timeout, an action, a rollback) writes an audit record naming the workflow,
+and records arrive in sequence. A workflow with a record newer than the last poll is asked
+again, and stays "hot" (asked on every poll) for a few seconds, since its record can land
+a moment before the workflow task that wrote it completes. ``max_age`` bounds how stale a
+state can be when the audit store is not the one the worker writes to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from stanch.audit import AuditStore
+from stanch.models import AuditRecord, AuditType
+from workflows.containment import ContainmentWorkflow
+from workflows.containment_types import ContainmentStatus
+
+HOT_SECONDS = 3.0
+MAX_AGE_SECONDS = 30.0
+QUERIES_AT_ONCE = 16
+_SCAN = 5000
+_ALERTS_KEPT = 20_000
+
+
+class StatusCache:
+    def __init__(self, audit: AuditStore, *, max_age: float = MAX_AGE_SECONDS,
+                 hot: float = HOT_SECONDS) -> None:
+        self._audit = audit
+        self._max_age = max_age
+        self._hot = hot
+        self._states: dict[str, tuple[ContainmentStatus, float]] = {}
+        self._touched: dict[str, float] = {}
+        self._seen_seq: int | None = None
+        self._alerts: OrderedDict[str, list[AuditRecord]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def statuses(self, client: Client, wids: list[str]) -> list[ContainmentStatus]:
+        """The state of each listed workflow (those that answer), fresh where it moved."""
+        await asyncio.to_thread(self._note_changes)
+        now = time.monotonic()
+        stale = [w for w in wids if self._stale(w, now)]
+        gate = asyncio.Semaphore(QUERIES_AT_ONCE)
+
+        async def ask(wid: str) -> None:
+            async with gate:
+                try:
+                    st: ContainmentStatus = await client.get_workflow_handle(wid).query(
+                        ContainmentWorkflow.status)
+                except RPCError:
+                    self._states.pop(wid, None)  # closed or gone
+                    return
+            self._states[wid] = (st, time.monotonic())
+
+        await asyncio.gather(*(ask(w) for w in stale))
+        return [self._states[w][0] for w in wids if w in self._states]
+
+    async def status(self, client: Client, wid: str) -> ContainmentStatus | None:
+        found = await self.statuses(client, [wid])
+        return found[0] if found else None
+
+    def alert_records(self, alert_id: str) -> list[AuditRecord]:
+        """The alert as received (records of an alert id never change once written)."""
+        with self._lock:
+            if alert_id in self._alerts:
+                self._alerts.move_to_end(alert_id)
+                return self._alerts[alert_id]
+        records = self._audit.query(alert_id=alert_id, limit=2, types=[
+            AuditType.alert_received, AuditType.manual_containment])
+        with self._lock:
+            if records:
+                self._alerts[alert_id] = records
+                if len(self._alerts) > _ALERTS_KEPT:
+                    self._alerts.popitem(last=False)
+        return records
+
+    def _stale(self, wid: str, now: float) -> bool:
+        held = self._states.get(wid)
+        if held is None or now - held[1] > self._max_age:
+            return True
+        touched = self._touched.get(wid)
+        return touched is not None and now - touched < self._hot
+
+    def _note_changes(self) -> None:
+        with self._lock:
+            if self._seen_seq is None:
+                self._seen_seq = self._audit.head()[0]
+                return
+            now = time.monotonic()
+            while True:
+                records = self._audit.query(after_seq=self._seen_seq, limit=_SCAN)
+                for r in records:
+                    if r.workflow_id:
+                        self._touched[r.workflow_id] = now
+                if records:
+                    self._seen_seq = records[-1].seq
+                if len(records) < _SCAN:
+                    break
+            for wid in [w for w, at in self._touched.items() if now - at > self._hot]:
+                del self._touched[wid]
+            for wid in [w for w, (_, at) in self._states.items()
+                        if now - at > self._max_age]:
+                del self._states[wid]  # would be asked again anyway: keep memory bounded
