@@ -28,6 +28,7 @@ from workflows.containment_types import ContainmentStatus
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 _WID = re.compile(r"^containment-[0-9a-f]{24}$")
+PAGE_SIZE = 50  # cards per list and page: the oldest first
 _STATES = ["active", "awaiting_approval", "contained", "failed", "rolled_back", "resolved"]
 
 
@@ -65,10 +66,19 @@ async def _inbox(request: Request, session: Session) -> dict[str, Any]:
     try:
         statuses = await views.waiting_containments(client, _cache(request))
     except RPCError as err:
-        return {"mine": [], "others": [], "error": f"Temporal: {err.message}"}
+        return {"mine": [], "others": [], "mine_total": 0, "others_total": 0, "page_no": 1,
+                "last_page": 1, "first_shown": 1, "error": f"Temporal: {err.message}"}
     mine, others = views.inbox(statuses, session.principal, _settings(request))
-    await views.attach_evidence(mine + others, _cache(request))
-    return {"mine": mine, "others": others, "undo": views.UNDO, "error": None}
+    raw = request.query_params.get("page", "1")
+    number = int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
+    start = (number - 1) * PAGE_SIZE
+    shown_mine, shown_others = (mine[start:start + PAGE_SIZE],
+                                others[start:start + PAGE_SIZE])
+    await views.attach_evidence(shown_mine + shown_others, _cache(request))
+    last = max(1, -(-max(len(mine), len(others)) // PAGE_SIZE))
+    return {"mine": shown_mine, "others": shown_others, "mine_total": len(mine),
+            "others_total": len(others), "page_no": number, "last_page": last,
+            "first_shown": start + 1, "undo": views.UNDO, "error": None}
 
 
 @router.get("/", response_class=HTMLResponse)

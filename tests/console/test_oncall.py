@@ -13,7 +13,15 @@ from playwright.sync_api import expect
 
 from stanch.console.sessions import mint_login_link
 from tests.console.conftest import PHONE, SignIn
-from tests.console.helpers import audit, card, normalized, pending, screenshot, status
+from tests.console.helpers import (
+    audit,
+    card,
+    normalized,
+    pending,
+    screenshot,
+    status,
+    wait_for,
+)
 from tests.console.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -126,3 +134,40 @@ def test_sessions_links_headers_and_phone_width(stack: Stack, sign_in: SignIn) -
     page.goto(f"{stack.url}/ui/")
     page.wait_for_url(f"{stack.url}/ui/login")
     assert "token" not in page.url
+
+
+def test_elevation_requested_approved_and_revoked_from_the_console(
+        stack: Stack, sign_in: SignIn) -> None:
+    oncall = sign_in("oncall")
+    oncall.get_by_role("link", name="Elevations").click()
+    oncall.get_by_label(re.compile("^For")).fill("mock:u-alice")
+    oncall.get_by_label(re.compile("^Scopes")).fill("prod-admins")
+    oncall.get_by_label("Duration").fill("30m")
+    oncall.get_by_label("Reason").last.fill("hotfix for INC-9")
+    oncall.get_by_role("button", name="Request").click()
+    expect(oncall.locator(".flash.ok")).to_contain_text("requested for mock:u-alice")
+    wid = re.search(r"elevation-[0-9a-f]{24}", oncall.locator(".flash.ok").inner_text())
+    assert wid is not None
+    row = 'tr:has-text("mock:u-alice")'
+
+    approver = sign_in("approver1")
+    approver.goto(f"{stack.url}/ui/elevations")
+    wait_for(lambda: approver.reload() or approver.locator(row).filter(
+        has_text="awaiting_approval").count(), "the request listed as awaiting approval")
+    line = approver.locator(row).filter(has_text="awaiting_approval")
+    line.get_by_label("Comment").fill("INC-9 is real")
+    line.get_by_role("button", name="Approve").click()
+    expect(approver.locator(".flash.ok")).to_contain_text("approve: done")
+
+    def groups() -> set[str]:
+        return {g["name"] for g in stack.identity("u-alice")["groups"]}
+    wait_for(lambda: "prod-admins" in groups(), "prod-admins granted to Alice")
+    oncall.reload()
+    active = oncall.locator(row).filter(has_text="active")
+    expect(active.locator(".countdown")).to_contain_text("left")
+    active.get_by_label("Reason").last.fill("hotfix shipped")
+    active.get_by_role("button", name="Revoke now").click()
+    expect(oncall.locator(".flash.ok")).to_contain_text("revoke: done")
+    wait_for(lambda: "prod-admins" not in groups(), "prod-admins taken back from Alice")
+    types = [r["type"] for r in audit(stack, workflow_id=wid.group(0))]
+    assert "elevation.granted" in types and "elevation.revoked" in types, types
