@@ -6,8 +6,10 @@ says its workflow moved: every change a page shows (an approval requested, a vot
 escalation, a timeout, an action, a rollback) writes an audit record naming the workflow,
 and records arrive in sequence. A workflow with a record newer than the last poll is asked
 again, and stays "hot" (asked on every poll) for a few seconds, since its record can land
-a moment before the workflow task that wrote it completes. ``max_age`` bounds how stale a
-state can be when the audit store is not the one the worker writes to.
+a moment before the workflow task that wrote it completes. States older than ``max_age``
+are asked again a few per call (oldest first), and the list of waiting workflows is read
+from visibility every ``LIST_SECONDS``: both only catch what the chain cannot say (a
+workflow terminated by hand in Temporal).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from workflows.containment_types import ContainmentStatus
 
 HOT_SECONDS = 3.0
 MAX_AGE_SECONDS = 30.0
+LIST_SECONDS = 30.0
+LISTED = 1000
+REFRESH_PER_CALL = 20  # states past max_age asked again per call, oldest first
 QUERIES_AT_ONCE = 16
 _SCAN = 5000
 _ALERTS_KEPT = 20_000
@@ -41,14 +46,43 @@ class StatusCache:
         self._states: dict[str, tuple[ContainmentStatus, float]] = {}
         self._touched: dict[str, float] = {}
         self._seen_seq: int | None = None
+        self._waiting: set[str] = set()
+        self._named: set[str] = set()  # containments the chain named since waiting() ran
+        self._listed_at: float | None = None
         self._alerts: OrderedDict[str, list[AuditRecord]] = OrderedDict()
         self._lock = threading.Lock()
 
-    async def statuses(self, client: Client, wids: list[str]) -> list[ContainmentStatus]:
-        """The state of each listed workflow (those that answer), fresh where it moved."""
+    async def waiting(self, client: Client) -> list[ContainmentStatus]:
+        """Containments with a step awaiting approval.
+
+        Which workflows wait is known from visibility (listed at most every
+        ``LIST_SECONDS``) and from the audit chain since (every approval requested, decided
+        or timed out names its workflow), so a poll does not list 1,000 workflows."""
         await asyncio.to_thread(self._note_changes)
         now = time.monotonic()
-        stale = [w for w in wids if self._stale(w, now)]
+        if self._listed_at is None or now - self._listed_at > LIST_SECONDS:
+            query = ('WorkflowType = "ContainmentWorkflow" AND ExecutionStatus = "Running" '
+                     'AND StanchStatus = "awaiting_approval"')
+            self._waiting = {wf.id async for wf in client.list_workflows(query, limit=LISTED)}
+            self._listed_at = now
+        with self._lock:
+            moved, self._named = self._named, set()
+        found = await self.statuses(client, sorted(self._waiting | moved), noted=True,
+                                    refresh=moved)
+        waiting = [s for s in found if s.pending_approvals]
+        self._waiting = {s.workflow_id for s in waiting}
+        return waiting
+
+    async def statuses(self, client: Client, wids: list[str], *, noted: bool = False,
+                       refresh: set[str] | frozenset[str] = frozenset()
+                       ) -> list[ContainmentStatus]:
+        """The state of each listed workflow (those that answer), fresh where it moved."""
+        if not noted:
+            await asyncio.to_thread(self._note_changes)
+        now = time.monotonic()
+        stale = [w for w in wids if w in refresh or self._moved(w, now)]
+        stale += sorted((w for w in wids if w not in stale and self._expired(w, now)),
+                        key=lambda w: self._states[w][1])[:REFRESH_PER_CALL]
         gate = asyncio.Semaphore(QUERIES_AT_ONCE)
 
         async def ask(wid: str) -> None:
@@ -83,12 +117,15 @@ class StatusCache:
                     self._alerts.popitem(last=False)
         return records
 
-    def _stale(self, wid: str, now: float) -> bool:
-        held = self._states.get(wid)
-        if held is None or now - held[1] > self._max_age:
+    def _moved(self, wid: str, now: float) -> bool:
+        """Never asked, or named by an audit record in the last few seconds."""
+        if wid not in self._states:
             return True
         touched = self._touched.get(wid)
         return touched is not None and now - touched < self._hot
+
+    def _expired(self, wid: str, now: float) -> bool:
+        return now - self._states[wid][1] > self._max_age
 
     def _note_changes(self) -> None:
         with self._lock:
@@ -101,12 +138,17 @@ class StatusCache:
                 for r in records:
                     if r.workflow_id:
                         self._touched[r.workflow_id] = now
+                        if r.workflow_id.startswith("containment-"):
+                            self._named.add(r.workflow_id)
                 if records:
                     self._seen_seq = records[-1].seq
                 if len(records) < _SCAN:
                     break
+            if len(self._named) > LISTED:
+                self._named.clear()
+                self._listed_at = None  # too many to ask one by one: list again
             for wid in [w for w, at in self._touched.items() if now - at > self._hot]:
                 del self._touched[wid]
             for wid in [w for w, (_, at) in self._states.items()
-                        if now - at > self._max_age]:
-                del self._states[wid]  # would be asked again anyway: keep memory bounded
+                        if now - at > 4 * self._max_age]:
+                del self._states[wid]  # unused for long: keep memory bounded

@@ -29,7 +29,6 @@ UNDO = {
     "revoke": "re-enables the account and its keys",
     "notify": "nothing to undo: it changes nothing",
 }
-_INBOX_MAX = 1000
 
 
 @dataclass
@@ -74,10 +73,7 @@ def why_not(state: ApprovalState, principal: Principal) -> str | None:
 
 
 async def waiting_containments(client: Client, cache: StatusCache) -> list[ContainmentStatus]:
-    query = ('WorkflowType = "ContainmentWorkflow" AND ExecutionStatus = "Running" '
-             'AND StanchStatus = "awaiting_approval"')
-    wids = [wf.id async for wf in client.list_workflows(query, limit=_INBOX_MAX)]
-    return await cache.statuses(client, wids)
+    return await cache.waiting(client)
 
 
 def inbox(statuses: list[ContainmentStatus], principal: Principal,
