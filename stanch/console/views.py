@@ -44,16 +44,39 @@ class InboxItem:
         return None if self.step.irreversible else UNDO.get(self.step.action)
 
 
+_PARSED: dict[int, tuple[StepView, ApprovalState]] = {}
+_PARSED_KEPT = 5000
+
+
 def approval_state(step: StepView, settings: Settings) -> ApprovalState:
     """The step's approval request as the validator sees it, with the directory members
-    (from the same settings the worker's ``snapshot_approvers`` reads)."""
+    (from the same settings the worker's ``snapshot_approvers`` reads).
+
+    Parsed once per step state: the inbox re-reads the same cached states every second."""
     assert step.approval is not None
-    state = ApprovalState.model_validate(step.approval)
+    held = _PARSED.get(id(step))
+    if held is not None and held[0] is step:
+        state = held[1]
+    else:
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        state = ApprovalState.model_validate(step.approval)
+        _PARSED[id(step)] = (step, state)
     state.members = directory_members(settings, state.groups)
     return state
 
 
 def directory_members(settings: Settings, groups: list[str]) -> dict[str, list[str]]:
+    return {g: list(m) for g, m in _directory(id(settings), settings).items() if g in groups}
+
+
+_DIRECTORY: dict[int, tuple[Settings, dict[str, tuple[str, ...]]]] = {}
+
+
+def _directory(key: int, settings: Settings) -> dict[str, tuple[str, ...]]:
+    held = _DIRECTORY.get(key)
+    if held is not None and held[0] is settings:
+        return held[1]
     members: dict[str, set[str]] = {}
     for pid, p in settings.principals.items():
         for g in p.groups:
@@ -61,7 +84,9 @@ def directory_members(settings: Settings, groups: list[str]) -> dict[str, list[s
     for tok in settings.api_tokens:
         for g in tok.groups:
             members.setdefault(g, set()).add(tok.principal)
-    return {g: sorted(members[g]) for g in groups if g in members}
+    directory = {g: tuple(sorted(m)) for g, m in members.items()}
+    _DIRECTORY[key] = (settings, directory)
+    return directory
 
 
 def why_not(state: ApprovalState, principal: Principal) -> str | None:

@@ -124,9 +124,13 @@ def test_quorum_of_two_live_updates_and_a_lost_race(stack: Stack, sign_in: SignI
     expect(card(second, rotate)).to_contain_text("1 of 2")
     expect(card(second, rotate)).to_contain_text("approver1 approved")
 
+    # The second approver decides with the keyboard only: comment, Tab, Enter on Approve.
     item = card(second, rotate)
-    item.get_by_label("Comment (required)").fill("agreed, rotate")
-    item.get_by_role("button", name="Approve").click()
+    item.get_by_label("Comment (required)").focus()
+    second.keyboard.type("agreed, rotate")
+    second.keyboard.press("Tab")
+    expect(item.get_by_role("button", name="Approve")).to_be_focused()
+    second.keyboard.press("Enter")
     expect(second.locator(".flash.ok")).to_contain_text("2 of 2 approvals, step is approved")
 
     revoke = pending(stack, wid, "revoke")
