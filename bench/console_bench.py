@@ -6,8 +6,9 @@
 On ``stanch up``'s processes (bench/stack.py), signed in with a one-time link as dev-admin:
 
 * **inbox render**: ``GET /ui/`` with N containments parked on approval, server-side time
-  from the console's ``Server-Timing`` header (cold: the first render after parking; warm:
-  the renders after it), and the poll fragment (``GET /ui/inbox/list``) the same way;
+  from the console's ``Server-Timing`` header: the first render after parking, how many
+  one-second polls the console needs to read every waiting containment (100 per poll),
+  then the renders once it has (warm), and the poll fragment (``GET /ui/inbox/list``);
 * **decision round trip**: from sending an approval to the step's write at the mock IdP,
   for steps approved through the API (``POST /v1/containments/{id}/decisions``) and through
   the console's form (``POST /ui/c/{id}/decide``), alternating, on fresh identities.
@@ -89,6 +90,13 @@ async def run(waiting: int, renders: int, decisions: int) -> dict[str, Any]:
             (await ui.post("/ui/login/link", data={"token": token})).raise_for_status()
 
             cold = _server_ms(await ui.get("/ui/"))
+            # After a restart the console reads waiting containments 100 per poll: poll
+            # (as an open inbox does, every second) until it has read them all.
+            t1, warmup_polls = time.perf_counter(), 0
+            while "Still reading the state" in (await ui.get("/ui/inbox/list")).text:
+                warmup_polls += 1
+                await asyncio.sleep(1.0)
+            warmup_s = time.perf_counter() - t1
             page_ms, poll_ms, sizes = [], [], []
             for _ in range(renders):
                 resp = await ui.get("/ui/")
@@ -128,7 +136,8 @@ async def run(waiting: int, renders: int, decisions: int) -> dict[str, Any]:
     return {
         "waiting": parked, "seconds_to_park": park_s, "cards_on_page": shown,
         "page_bytes": max(sizes) if sizes else 0,
-        "inbox_cold_ms": cold, "inbox": _stats(page_ms), "inbox_poll": _stats(poll_ms),
+        "inbox_cold_ms": cold, "warmup_polls": warmup_polls, "warmup_s": warmup_s,
+        "inbox": _stats(page_ms), "inbox_poll": _stats(poll_ms),
         "decision_api": _stats(via["api"]), "decision_console": _stats(via["console"]),
     }
 
@@ -140,7 +149,9 @@ def render(r: dict[str, Any]) -> str:
         f"console, {r['waiting']} containments awaiting approval "
         f"(parked in {r['seconds_to_park']:.0f} s; {r['cards_on_page']} cards, "
         f"{r['page_bytes'] / 1024:.0f} KiB per page)",
-        f"  inbox GET /ui/ server-side     cold {r['inbox_cold_ms']:.0f} ms; warm p50 "
+        f"  first inbox after parking      {r['inbox_cold_ms']:.0f} ms; all read after "
+        f"{r['warmup_polls']} more polls ({r['warmup_s']:.0f} s)",
+        f"  inbox GET /ui/ server-side     warm p50 "
         f"{p['p50_ms']:.0f} ms, p95 {p['p95_ms']:.0f} ms (n={p['n']})  [target p95 ≤ 300 ms]",
         f"  poll  GET /ui/inbox/list       p50 {q['p50_ms']:.0f} ms, p95 {q['p95_ms']:.0f} ms",
         f"  approve → IdP write, API       p50 {a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms"

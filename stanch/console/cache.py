@@ -32,6 +32,7 @@ MAX_AGE_SECONDS = 30.0
 LIST_SECONDS = 30.0
 LISTED = 1000
 REFRESH_PER_CALL = 20  # states past max_age asked again per call, oldest first
+FIRST_READS_PER_POLL = 100  # never-seen waiting containments asked per inbox poll
 QUERIES_AT_ONCE = 16
 _SCAN = 5000
 _ALERTS_KEPT = 20_000
@@ -51,6 +52,8 @@ class StatusCache:
         self._listed_at: float | None = None
         self._alerts: OrderedDict[str, list[AuditRecord]] = OrderedDict()
         self._lock = threading.Lock()
+        self._turn = asyncio.Lock()
+        self.unread = 0
 
     async def waiting(self, client: Client) -> list[ContainmentStatus]:
         """Containments with a step awaiting approval.
@@ -67,35 +70,48 @@ class StatusCache:
             self._listed_at = now
         with self._lock:
             moved, self._named = self._named, set()
-        found = await self.statuses(client, sorted(self._waiting | moved), noted=True,
-                                    refresh=moved)
+        candidates = sorted(self._waiting | moved)
+        found = await self.statuses(client, candidates, noted=True, refresh=moved,
+                                    first_reads=FIRST_READS_PER_POLL)
         waiting = [s for s in found if s.pending_approvals]
-        self._waiting = {s.workflow_id for s in waiting}
+        unread = {w for w in candidates if w not in self._states}
+        self._waiting = {s.workflow_id for s in waiting} | unread
         return waiting
 
     async def statuses(self, client: Client, wids: list[str], *, noted: bool = False,
-                       refresh: set[str] | frozenset[str] = frozenset()
-                       ) -> list[ContainmentStatus]:
-        """The state of each listed workflow (those that answer), fresh where it moved."""
+                       refresh: set[str] | frozenset[str] = frozenset(),
+                       first_reads: int | None = None) -> list[ContainmentStatus]:
+        """The state of each listed workflow (those that answer), fresh where it moved.
+
+        ``first_reads`` bounds how many never-seen workflows one call asks (the rest come
+        on the next calls, and ``unread`` says how many are left), so the first poll after
+        a restart with 1,000 waiting does not take seconds; concurrent calls take turns,
+        so several people polling do not ask the same workflows at once."""
         if not noted:
             await asyncio.to_thread(self._note_changes)
-        now = time.monotonic()
-        stale = [w for w in wids if w in refresh or self._moved(w, now)]
-        stale += sorted((w for w in wids if w not in stale and self._expired(w, now)),
-                        key=lambda w: self._states[w][1])[:REFRESH_PER_CALL]
-        gate = asyncio.Semaphore(QUERIES_AT_ONCE)
+        async with self._turn:
+            now = time.monotonic()
+            known = [w for w in wids if w in self._states]
+            unknown = [w for w in wids if w not in self._states]
+            moved = [w for w in known if w in refresh or self._moved(w, now)]
+            chosen = set(moved)
+            expired = sorted((w for w in known if w not in chosen and self._expired(w, now)),
+                             key=lambda w: self._states[w][1])[:REFRESH_PER_CALL]
+            reads = unknown if first_reads is None else unknown[:first_reads]
+            self.unread = len(unknown) - len(reads)
+            gate = asyncio.Semaphore(QUERIES_AT_ONCE)
 
-        async def ask(wid: str) -> None:
-            async with gate:
-                try:
-                    st: ContainmentStatus = await client.get_workflow_handle(wid).query(
-                        ContainmentWorkflow.status)
-                except RPCError:
-                    self._states.pop(wid, None)  # closed or gone
-                    return
-            self._states[wid] = (st, time.monotonic())
+            async def ask(wid: str) -> None:
+                async with gate:
+                    try:
+                        st: ContainmentStatus = await client.get_workflow_handle(wid).query(
+                            ContainmentWorkflow.status)
+                    except RPCError:
+                        self._states.pop(wid, None)  # closed or gone
+                        return
+                self._states[wid] = (st, time.monotonic())
 
-        await asyncio.gather(*(ask(w) for w in stale))
+            await asyncio.gather(*(ask(w) for w in [*moved, *reads, *expired]))
         return [self._states[w][0] for w in wids if w in self._states]
 
     async def status(self, client: Client, wid: str) -> ContainmentStatus | None:

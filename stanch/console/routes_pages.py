@@ -67,7 +67,8 @@ async def _inbox(request: Request, session: Session) -> dict[str, Any]:
         statuses = await views.waiting_containments(client, _cache(request))
     except RPCError as err:
         return {"mine": [], "others": [], "mine_total": 0, "others_total": 0, "page_no": 1,
-                "last_page": 1, "first_shown": 1, "error": f"Temporal: {err.message}"}
+                "last_page": 1, "first_shown": 1, "unread": 0,
+                "error": f"Temporal: {err.message}"}
     mine, others = views.inbox(statuses, session.principal, _settings(request))
     raw = request.query_params.get("page", "1")
     number = int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
@@ -78,7 +79,8 @@ async def _inbox(request: Request, session: Session) -> dict[str, Any]:
     last = max(1, -(-max(len(mine), len(others)) // PAGE_SIZE))
     return {"mine": shown_mine, "others": shown_others, "mine_total": len(mine),
             "others_total": len(others), "page_no": number, "last_page": last,
-            "first_shown": start + 1, "undo": views.UNDO, "error": None}
+            "first_shown": start + 1, "undo": views.UNDO, "error": None,
+            "unread": _cache(request).unread}
 
 
 @router.get("/", response_class=HTMLResponse)

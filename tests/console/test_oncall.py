@@ -33,6 +33,8 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     before = stack.identity("sa-deploy")
     page = sign_in("oncall")
     page.get_by_role("link", name="Contain", exact=True).click()
+    page.wait_for_url(f"{stack.url}/ui/contain")
+    page.wait_for_load_state("load")  # htmx (a deferred script) listens from here on
     page.get_by_label(re.compile("^Identity")).fill("AKIAMOCKDEPLOY0001")
     expect(page.locator("#matches")).to_contain_text("Deploy pipeline")
     page.get_by_label("Highest rung").select_option("reduce_scope")
