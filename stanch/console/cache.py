@@ -7,7 +7,7 @@ escalation, a timeout, an action, a rollback) writes an audit record naming the 
 and records arrive in sequence. A workflow with a record newer than the last poll is asked
 again, and stays "hot" (asked on every poll) for a few seconds, since its record can land
 a moment before the workflow task that wrote it completes. States older than ``max_age``
-are asked again a few per call (oldest first), and the list of waiting workflows is read
+(5 minutes) are asked again a few per call (oldest first), and the list of waiting workflows is read
 from visibility every ``LIST_SECONDS``: both only catch what the chain cannot say (a
 workflow terminated by hand in Temporal).
 """
@@ -28,10 +28,10 @@ from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import ContainmentStatus
 
 HOT_SECONDS = 3.0
-MAX_AGE_SECONDS = 30.0
+MAX_AGE_SECONDS = 300.0
 LIST_SECONDS = 30.0
 LISTED = 1000
-REFRESH_PER_CALL = 20  # states past max_age asked again per call, oldest first
+REFRESH_PER_CALL = 5  # states past max_age asked again per call, oldest first
 FIRST_READS_PER_POLL = 100  # never-seen waiting containments asked per inbox poll
 QUERIES_AT_ONCE = 16
 _SCAN = 5000

@@ -26,7 +26,7 @@ from stanch.console import views
 from stanch.console.render import page
 from stanch.console.security import PREFIX, can, checked_form
 from stanch.console.sessions import Session
-from stanch.models import PlanState, Role
+from stanch.models import Action, PlanState, Role
 from stanch.playbook.planner import explain
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import ContainmentStatus
@@ -231,8 +231,6 @@ async def _plan_state(request: Request, wid: str) -> PlanState:
             ContainmentWorkflow.status)
     except (HTTPException, RPCError):
         return PlanState()
-    from stanch.models import Action
-
     done = [a for a in status.applied if a["status"] in ("applied", "already")]
     return PlanState(applied_step_ids=[a["step_id"] for a in done],
                      applied_actions=[Action(a["action"]) for a in done],

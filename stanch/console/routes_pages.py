@@ -21,9 +21,9 @@ from stanch.config import Settings
 from stanch.console import views
 from stanch.console.cache import StatusCache
 from stanch.console.render import page, templates
-from stanch.console.security import PREFIX, current
+from stanch.console.security import PREFIX, can, current
 from stanch.console.sessions import Session
-from stanch.models import AuditType
+from stanch.models import AuditType, Role
 from workflows.containment_types import ContainmentStatus
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -175,15 +175,10 @@ async def containment_live(wid: str, request: Request) -> Response:
         return Response(status_code=404)
     ctx = await _containment(request, wid)
     return _partial(request, "_containment_live.html", session, wid=wid,
-                    why_not=views.why_not, may_decide=_role(session, "approver"),
-                    may_act=_role(session, "responder"), **ctx)
+                    why_not=views.why_not, may_decide=can(session, Role.approver),
+                    may_act=can(session, Role.responder), **ctx)
 
 
-def _role(session: Session, role: str) -> bool:
-    from stanch.console.security import can
-    from stanch.models import Role
-
-    return can(session, Role(role))
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)

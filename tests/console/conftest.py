@@ -39,11 +39,15 @@ SignIn = Callable[..., Page]
 def sign_in(browser: Browser, stack: Stack) -> Iterator[SignIn]:
     """``sign_in("approver1")``: a fresh browser context signed in with a one-time link."""
     contexts = []
+    complaints: list[str] = []
 
     def open_as(who: str, viewport: dict[str, int] | None = None) -> Page:
         context = browser.new_context(viewport=viewport or DESKTOP)
         contexts.append(context)
         page = context.new_page()
+        page.on("console", lambda msg: complaints.append(msg.text)
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda err: complaints.append(str(err)))
         page.goto(stack.link(who))
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{stack.url}/ui/")
@@ -52,3 +56,7 @@ def sign_in(browser: Browser, stack: Stack) -> Iterator[SignIn]:
     yield open_as
     for c in contexts:
         c.close()
+    # No page broke its Content-Security-Policy or threw (a 403 on a test's own forged
+    # POST is a response, not a page error).
+    assert not [c for c in complaints if "Content Security Policy" in c
+                or "Refused to" in c or "Error" in c], complaints
