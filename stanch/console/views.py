@@ -178,7 +178,7 @@ def timeline(records: list[AuditRecord]) -> list[dict[str, Any]]:
                       f"{d.get('approvals')} approval(s), {d.get('outcome')}, "
                       f"via {d.get('channel')}")
         elif r.type is AuditType.decision_refused:
-            detail = f"{d.get('verdict')} on {d.get('step_id')}: {d.get('refusal')}"
+            detail = f"{d.get('verdict')} on {d.get('step_id')}, via {d.get('channel')}"
         out.append({"record": r, "what": what, "detail": detail,
                     "before": d.get("before") if isinstance(d.get("before"), dict) else None,
                     "after": d.get("after") if isinstance(d.get("after"), dict) else None})

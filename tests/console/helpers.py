@@ -63,3 +63,12 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
     folder = os.environ.get("STANCH_CONSOLE_SHOTS")
     if folder:
         page.screenshot(path=str(Path(folder) / name), full_page=full_page)
+
+
+def assert_labelled(page: Page) -> None:
+    """Every visible form control has a label a screen reader announces."""
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea')]
+        .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))
+        .map(e => e.outerHTML.slice(0, 120))""")
+    assert not unlabelled, unlabelled

@@ -10,7 +10,16 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.console.conftest import DESKTOP, SignIn
-from tests.console.helpers import audit, card, pending, screenshot, status, step, wait_for
+from tests.console.helpers import (
+    assert_labelled,
+    audit,
+    card,
+    pending,
+    screenshot,
+    status,
+    step,
+    wait_for,
+)
 from tests.console.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -90,17 +99,26 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
             expect(item).to_contain_text(fact)
         expect(page.locator("header.top")).to_contain_text("carol")
         screenshot(page, "inbox.png")
+        assert_labelled(page)
         item.get_by_label("Comment (required)").fill("called Bob, he did not log in")
         item.get_by_role("button", name="Approve").click()
         expect(page.locator(".flash.ok")).to_contain_text(f"approve recorded on {rotate}")
         expect(page.locator(".flash.ok")).to_contain_text("1 of 1")
+
+        def rotated() -> bool:
+            creds = stack.identity("u-bob")["credentials"]
+            return creds != before["credentials"]
+        wait_for(rotated, "Bob's credentials rotated at the mock IdP")
+        page.goto(f"{stack.url}/ui/c/{wid}")
+        timeline = page.locator(".timeline")
+        expect(timeline).to_contain_text("applied rotate")
+        expect(timeline).to_contain_text("decision refused")
+        expect(timeline).to_contain_text("approve on rotate: 1 approval(s), approved, "
+                                         "via console")
+        expect(page.locator(".ladder li.current")).to_contain_text("rotate")
+        screenshot(page, "timeline.png")
     finally:
         context.close()
-
-    def rotated() -> bool:
-        creds = stack.identity("u-bob")["credentials"]
-        return creds != before["credentials"]
-    wait_for(rotated, "Bob's credentials rotated at the mock IdP")
     decided = [r for r in audit(stack, workflow_id=wid, type="decision.recorded")]
     assert [(r["actor"], r["reason"], r["data"]["channel"], r["data"]["verdict"])
             for r in decided] == [("carol", "called Bob, he did not log in", "console",

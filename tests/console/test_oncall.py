@@ -4,6 +4,7 @@ no buttons; the guards on sessions, links, headers and the vendored htmx."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from playwright.sync_api import expect
 from stanch.console.sessions import mint_login_link
 from tests.console.conftest import PHONE, SignIn
 from tests.console.helpers import (
+    assert_labelled,
     audit,
     card,
     normalized,
@@ -40,6 +42,7 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     page.get_by_label("Highest rung").select_option("reduce_scope")
     page.get_by_label(re.compile("^Reason")).fill("key seen in a public repo")
     page.get_by_label("Ticket").fill("INC-42")
+    assert_labelled(page)
     page.get_by_role("button", name="Show the plan").click()
     plan = page.locator("section", has=page.locator("#h-plan"))
     expect(plan).to_contain_text("Deploy pipeline (mock:sa-deploy)")
@@ -57,6 +60,7 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     expect(page.locator(".ladder li.current")).to_contain_text("reduce_scope")
     assert normalized(stack.identity("sa-deploy")) != normalized(before)
     screenshot(page, "containment.png")
+    assert_labelled(page)
 
     page.get_by_label(re.compile("^Roll back everything")).fill("false alarm: test key")
     page.get_by_role("button", name="Roll back").click()
@@ -89,6 +93,15 @@ def test_viewer_sees_everything_and_no_buttons(stack: Stack, sign_in: SignIn) ->
         names = {b.inner_text().strip() for b in page.get_by_role("button").all()}
         assert names <= {"Sign out", "Filter"}, (path, names)
         assert page.locator("textarea").count() == 0, path
+    # The audit tail: chain status, a filter, the export.
+    page.goto(f"{stack.url}/ui/audit?type=containment.manual")
+    expect(page.locator(".chain")).to_contain_text("Chain verified up to record")
+    expect(page.locator("table.audit tbody")).to_contain_text("containment.manual")
+    expect(page.locator("table.audit tbody")).not_to_contain_text("action.result")
+    exported = page.request.get(f"{stack.url}/ui/audit/export?type=containment.manual")
+    lines = [json.loads(x) for x in exported.text().splitlines()]
+    assert lines and {x["type"] for x in lines} == {"containment.manual"}
+    assert "attachment" in exported.headers["content-disposition"]
     # A viewer's hand-made decision, with a valid CSRF token, is still refused.
     page.goto(f"{stack.url}/ui/")
     token = page.locator("input[name=csrf]").first.get_attribute("value")
@@ -165,6 +178,7 @@ def test_elevation_requested_approved_and_revoked_from_the_console(
         return {g["name"] for g in stack.identity("u-alice")["groups"]}
     wait_for(lambda: "prod-admins" in groups(), "prod-admins granted to Alice")
     oncall.reload()
+    assert_labelled(oncall)
     active = oncall.locator(row).filter(has_text="active")
     expect(active.locator(".countdown")).to_contain_text("left")
     active.get_by_label("Reason").last.fill("hotfix shipped")
