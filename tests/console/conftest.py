@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.console.stack import Stack, running_stack
 
@@ -26,7 +26,25 @@ def browser_type_launch_args() -> dict[str, Any]:
                      "--disable-sync", "--no-first-run"]}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    """Package-scoped, not the plugin's session one: while Playwright's sync API lives it
+    keeps an event loop running in this thread, and every asyncio test collected after
+    this package would fail to start its own."""
+    pw = sync_playwright().start()
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright, browser_type_launch_args: dict[str, Any]
+            ) -> Iterator[Browser]:
+    launched = playwright.chromium.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("console")) as s:
         yield s
