@@ -187,3 +187,47 @@ def test_elevation_requested_approved_and_revoked_from_the_console(
     wait_for(lambda: "prod-admins" not in groups(), "prod-admins taken back from Alice")
     types = [r["type"] for r in audit(stack, workflow_id=wid.group(0))]
     assert "elevation.granted" in types and "elevation.revoked" in types, types
+
+
+def test_break_glass_then_confirm_and_acknowledge_the_review(
+        stack: Stack, sign_in: SignIn) -> None:
+    oncall = sign_in("oncall")
+    oncall.goto(f"{stack.url}/ui/contain")
+    oncall.wait_for_load_state("load")
+    oncall.get_by_label(re.compile("^Identity")).fill("ci-token")
+    oncall.get_by_label("Highest rung").select_option("rotate")
+    oncall.get_by_label(re.compile("^Reason")).fill("token in a public gist")
+    expect(oncall.locator(".breakglass .warning")).to_contain_text("now")
+    oncall.get_by_label("Break glass").check()
+    oncall.get_by_role("button", name="Show the plan").click()
+    expect(oncall.locator("#h-plan")).to_contain_text("CI token (mock:tok-ci)")
+    oncall.get_by_role("button", name="Break glass and contain").click()
+    oncall.wait_for_url(re.compile(r".*/ui/c/containment-[0-9a-f]{24}$"))
+    wid = oncall.url.rsplit("/", 1)[1]
+
+    def applied() -> bool:
+        steps = status(stack, wid).get("steps", [])
+        return {s["action"]: s["status"] for s in steps} == {
+            "reduce_scope": "applied", "rotate": "applied"}
+    wait_for(applied, "both steps applied without waiting for approval")
+    reviews = oncall.locator("section", has=oncall.locator("#h-reviews"))
+    expect(reviews).to_contain_text("on manual-token:1:rotate")
+    expect(reviews.get_by_role("button", name="Acknowledge")).to_have_count(0)  # responder
+
+    oncall.get_by_label("Reason", exact=True).first.fill("scope cut stays until rotated")
+    oncall.get_by_role("button", name="Keep reduce_scope (confirm)").click()
+    expect(oncall.locator(".flash.ok")).to_contain_text("confirmed manual-token:0:reduce_scope")
+
+    approver = sign_in("approver1")
+    approver.goto(f"{stack.url}/ui/c/{wid}")
+    reviews = approver.locator("section", has=approver.locator("#h-reviews"))
+    reviews.get_by_label("Comment").fill("gist was real, rotation right")
+    reviews.get_by_role("button", name="Acknowledge").click()
+    expect(approver.locator(".flash.ok")).to_contain_text("acknowledged")
+    expect(approver.locator("#h-reviews ~ .card")).to_contain_text(
+        "acknowledged by approver1")
+    types = {r["type"]: r for r in audit(stack, workflow_id=wid)}
+    assert types["break_glass"]["data"]["break_glass_reason"] == (
+        "a leaked token is used within minutes")
+    assert types["containment.confirmed"]["actor"] == "oncall"
+    assert types["review.acknowledged"]["actor"] == "approver1"
