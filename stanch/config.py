@@ -155,6 +155,14 @@ class OidcSettings(_Section):
     groups_claim: str = "groups"
     roles_claim: str = "roles"
     leeway_seconds: int = 30
+    # The console signs people in with the authorization-code flow (PKCE) at ``issuer``.
+    client_id: str | None = Field(default=None, description="Console: OIDC client id.")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Console: client secret (omit for a public PKCE client).")
+    redirect_url: str | None = Field(
+        default=None, description="Console: the registered callback, e.g. "
+        "`https://stanch.example/ui/auth/callback` (default: derived from the request).")
+    scopes: str = Field(default="openid profile email", description="Console: scopes asked.")
 
 
 class ProviderSettings(_Section):

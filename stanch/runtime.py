@@ -385,9 +385,18 @@ def banner(settings: Settings, state: Path, files: set[str]) -> str:
            else "with STANCH_TOKEN set to your token: ")
     verify = (f"STANCH_AUDIT__CHECKPOINT_KEY=$(cat {state / 'checkpoint-key'}) "
               if "checkpoint-key" in files else "")
+    if "dev-token" in files:
+        from stanch.console.sessions import mint_login_link
+
+        link = f"{api}/ui/login/link?token={mint_login_link(state, 'dev-admin')}"
+        sign_in = f"sign in once (10 minutes) as dev-admin: {link}"
+    else:
+        sign_in = "sign in: .venv/bin/stanch console-link --principal <your principal>"
     return f"""
 Stanch is up.
   API          {api}            ({token_note})
+  console      {api}/ui/
+               {sign_in}
   mock IdP     {idp}
   Temporal     {settings.temporal.address}  UI {ui}
   logs         {state / 'logs'}

@@ -666,6 +666,7 @@ class ContainmentWorkflow:
         return StepView(
             step_id=s.step.step_id, action=s.step.action.value, status=s.status,
             playbook=s.step.playbook, alert_ids=s.alert_ids, approval=appr,
+            params=s.step.params, description=s.step.description,
             result=s.result.model_dump(mode="json") if s.result else None,
             undo=s.result.undo.model_dump(mode="json") if s.result and s.result.undo else None,
             irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,

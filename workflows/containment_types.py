@@ -206,6 +206,8 @@ class StepView(BaseModel):
     status: StepStatus
     playbook: str
     alert_ids: list[str]
+    params: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
     approval: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     undo: dict[str, Any] | None = None

@@ -100,6 +100,9 @@ def create_app(settings: Settings, *, client: Client | None = None,
 
         app.include_router(routes_ssf.router)
     _include_optional(app)
+    from stanch.console import mount as mount_console
+
+    mount_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> dict[str, Any]:

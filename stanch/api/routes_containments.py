@@ -146,16 +146,7 @@ async def manual_containment(body: ManualRequest, request: Request,
             data={"name": body.identity, "level": body.level.value}))
         raise HTTPException(404, f"unknown identity {body.identity!r}: not in the inventory")
     request_id = uuid.uuid4().hex
-    alert = Alert(
-        id=Alert.make_id("manual", request_id), source="manual", source_alert_id=request_id,
-        dedup_key=request_id, title=f"manual containment by {principal.id}: {body.reason}",
-        description=body.reason, category=Category.manual, severity=Level.high,
-        confidence=Level.high,
-        mentions=[IdentityMention(name=ctx.ref.key, name_type=NameType.provider_id)],
-        received_at=now,
-        raw={"level": body.level.value, "reason": body.reason, "ticket": body.ticket,
-             "requested_by": principal.id, "break_glass": body.break_glass},
-    )
+    alert = manual_alert(body, ctx, principal, request_id, now)
     await asyncio.to_thread(audit.append, AuditEvent(
         type=AuditType.manual_containment, at=now, actor=principal.id, subject=ctx.ref.key,
         workflow_id=ctx.ref.workflow_id(), alert_ids=[alert.id], reason=body.reason,
@@ -171,6 +162,21 @@ async def manual_containment(body: ManualRequest, request: Request,
     return {"workflow_id": result.workflow_id, "alert_id": alert.id,
             "identity": ctx.ref.key, "playbook": result.playbook, "queued": result.queued,
             "deduplicated": result.deduplicated}
+
+
+def manual_alert(body: ManualRequest, ctx: IdentityContext, principal: Principal,
+                 request_id: str, now: datetime) -> Alert:
+    """The alert a manual containment feeds the planner (the console's preview uses it)."""
+    return Alert(
+        id=Alert.make_id("manual", request_id), source="manual", source_alert_id=request_id,
+        dedup_key=request_id, title=f"manual containment by {principal.id}: {body.reason}",
+        description=body.reason, category=Category.manual, severity=Level.high,
+        confidence=Level.high,
+        mentions=[IdentityMention(name=ctx.ref.key, name_type=NameType.provider_id)],
+        received_at=now,
+        raw={"level": body.level.value, "reason": body.reason, "ticket": body.ticket,
+             "requested_by": principal.id, "break_glass": body.break_glass},
+    )
 
 
 class DecisionBody(BaseModel):

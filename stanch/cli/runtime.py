@@ -38,6 +38,19 @@ def up() -> None:
         raise typer.Exit(1) from None
 
 
+@app.command("console-link")
+def console_link(principal: str = typer.Option(
+        "dev-admin", help="Who signs in: a principal with an API token entry.")) -> None:
+    """Print a one-time console sign-in link (single use, valid 10 minutes).
+
+    Writes under the state directory the running API reads: run it where `stanch up` runs."""
+    settings = _settings()
+    from stanch.console.sessions import mint_login_link
+
+    token = mint_login_link(settings.state_dir, principal)
+    typer.echo(f"{settings.api.url}/ui/login/link?token={token}")
+
+
 @app.command()
 def worker() -> None:
     """Run the Temporal worker against an existing Temporal server."""

@@ -78,6 +78,21 @@ def test_banner_prints_how_to_send_an_alert(stack: dict) -> None:  # type: ignor
     assert "curl -s -X POST" in stack["out"] and "/v1/alerts/generic" in stack["out"]
 
 
+def test_banner_prints_the_console_and_a_one_time_link(stack: dict) -> None:  # type: ignore[type-arg]
+    assert f"console      {stack['api']}/ui/" in stack["out"]
+    link = next(w for w in stack["out"].split() if "/ui/login/link?token=" in w)
+    token = link.split("token=", 1)[1]
+    with httpx.Client(base_url=stack["api"], timeout=10) as http:
+        assert http.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+        assert http.get(link).status_code == 200  # the page does not spend the link
+        signed = http.post("/ui/login/link", data={"token": token})
+        assert signed.status_code == 200 and "stanch_session" in http.cookies
+        inbox = http.get("/ui/")
+        assert inbox.status_code == 200 and "dev-admin" in inbox.text
+    again = httpx.post(f"{stack['api']}/ui/login/link", data={"token": token}, timeout=10)
+    assert again.status_code == 400  # single use
+
+
 def test_sample_alert_contains_within_a_second_and_once(stack: dict) -> None:  # type: ignore[type-arg]
     body = SAMPLE.read_bytes()
     t0 = time.monotonic()
