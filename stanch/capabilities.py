@@ -31,9 +31,10 @@ class ActionDeclaration(BaseModel):
     supported: bool = Field(description="Whether the adapter has this action at all.")
     kinds: frozenset[IdentityKind] = Field(
         default=ALL_KINDS, description="Identity kinds the action works on there.")
-    params: frozenset[str] = Field(
-        default=frozenset(), description="Step parameters the adapter honours; any other "
-        "parameter is refused at plan time.")
+    params: frozenset[str] | None = Field(
+        default=None, description="Step parameters the adapter honours, as `name` (any "
+        "value) or `name=value` (only that value); any other parameter is refused at plan "
+        "time. None: not reviewed yet, nothing is refused.")
     changes: tuple[str, ...] = Field(default=(), description="What the action changes.")
     undo_restores: tuple[str, ...] = Field(
         default=(), description="What undo puts back as it was.")
@@ -63,17 +64,21 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
     "entra": {a: _yes() for a in Action if a is not Action.notify},
     "vault": {a: _yes() for a in Action if a is not Action.notify},
     "scim": {
-        Action.reduce_scope: _yes(),
-        Action.revoke: _yes(),
+        Action.reduce_scope: _yes(params=frozenset({"groups", "remove_groups",
+                                                    "only_new_grants"})),
+        Action.revoke: _yes(params=frozenset()),
         Action.force_reauth: _unsupported(
             "SCIM has no sessions: use the identity provider's own API"),
         Action.rotate: _unsupported(
             "SCIM cannot rotate credentials: use the identity provider's own API"),
     },
     "ldap": {
-        Action.reduce_scope: _yes(),
-        Action.revoke: _yes(),
-        Action.rotate: _yes(),
+        Action.reduce_scope: _yes(params=frozenset({"groups", "remove_groups",
+                                                    "only_new_grants"})),
+        Action.revoke: _yes(params=frozenset()),
+        Action.rotate: _yes(kinds=frozenset({IdentityKind.user, IdentityKind.service_account}),
+                            params=frozenset({"password_fingerprint",
+                                              "credential=password"})),
         Action.force_reauth: _unsupported(
             "LDAP has no sessions to revoke: use the identity provider in front of it"),
     },
@@ -94,3 +99,29 @@ def supports(adapter_type: str, action: Action, kind: IdentityKind | None = None
         return True
     d = declaration(adapter_type, action)
     return d.supported and (kind is None or kind in d.kinds)
+
+
+# Filled in by the planner, never written in a playbook: not checked against `params`.
+PLANNER_PARAMS = frozenset({"new_grants", "credentials"})
+
+
+def _spelled(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def unhonoured(adapter_type: str, action: Action, params: dict[str, object]) -> list[str]:
+    """The step parameters ``adapter_type`` cannot honour for ``action``, as written.
+
+    A parameter that asks for nothing (false, empty, null) is honoured by everyone.
+    """
+    honoured = declaration(adapter_type, action).params
+    if honoured is None or action is Action.notify:
+        return []
+    refused = []
+    for key in sorted(params):
+        value = params[key]
+        if key in PLANNER_PARAMS or key.startswith("_") or value in (False, None, "", [], {}):
+            continue
+        if key not in honoured and f"{key}={_spelled(value)}" not in honoured:
+            refused.append(f"{key}: {_spelled(value)}")
+    return refused

@@ -16,6 +16,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from stanch.audit import AuditStore
 from stanch.config import Settings
+from stanch.inventory import with_provider_type
 from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
 from stanch.playbook import Playbook, match
 from workflows.containment import ContainmentWorkflow, initial_search_attributes
@@ -46,6 +47,7 @@ class Dispatcher:
                        requested_by: str | None = None, reason: str = "",
                        ticket: str | None = None, break_glass: bool = False) -> NewAlertResult:
         client = await self._client()
+        identity = with_provider_type(identity, self.settings)
         wid = identity.ref.workflow_id()
         # The raw payload stays in the audit trail; history gets the normalized alert only
         # (manual requests keep theirs: it carries the requested level).
@@ -76,7 +78,8 @@ class Dispatcher:
                 subject=identity.ref.key, workflow_id=wid, alert_ids=[alert.id],
                 reason=result.plan_reason, ticket=ticket,
                 data={"playbook": result.playbook, "queued": result.queued,
-                      "planned": result.planned, "category": alert.category.value,
+                      "planned": result.planned, "skipped": result.skipped,
+                      "category": alert.category.value,
                       "severity": alert.severity.value, "requested_by": requested_by},
                 dedup_key=f"plan:{wid}:{alert.id}"))
         return result

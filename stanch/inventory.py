@@ -294,6 +294,14 @@ class YamlInventory:
         )
 
 
+def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
+    """The identity with its provider's adapter type, so the plan fits what it can do."""
+    conf = settings.providers.get(identity.ref.provider)
+    if conf is None or identity.provider_type == conf.type:
+        return identity
+    return identity.model_copy(update={"provider_type": conf.type})
+
+
 def load_inventory(settings: Settings) -> Inventory:
     """The configured inventory: YAML files under ``settings.inventory_paths``."""
     return YamlInventory.from_paths(settings.inventory_paths)

@@ -346,6 +346,12 @@ class PlannedStep(_Model):
     break_glass_reason: str | None = None
     notify: list[str] = Field(default_factory=list)
     description: str = ""
+    skipped: str | None = Field(
+        default=None, description="Set when the step will not run on this identity's "
+        "provider: why (the action or a parameter is not supported there).")
+    refused: bool = Field(
+        default=False, description="With `skipped`: the step as written cannot be honoured "
+        "(a parameter the provider cannot do), so a human must decide; not a mere skip.")
 
 
 class Plan(_Model):
@@ -394,6 +400,9 @@ class IdentityContext(_Model):
     last_rotated: datetime | None = None
     expires: datetime | None = None
     in_inventory: bool = Field(default=True, description="False when resolved without inventory.")
+    provider_type: str | None = Field(
+        default=None, description="Adapter type of `ref.provider` (from the settings), so the "
+        "planner can fit steps to what that provider can do; None: not checked.")
 
 
 class PlanState(_Model):

@@ -33,6 +33,8 @@ class StepStatus(StrEnum):
     failed = "failed"
     reverted = "reverted"  # undone by revert_after or rollback
     cancelled = "cancelled"
+    skipped = "skipped"  # the provider lacks the action: planned as skipped, with the reason
+    refused = "refused"  # a parameter the provider cannot honour: refused at plan time
 
 
 ACTIVE = {StepStatus.queued, StepStatus.awaiting_approval, StepStatus.approved,
@@ -67,6 +69,7 @@ class StepState(BaseModel):
     confirmed_by: str | None = None
     undo_result: ActionResult | None = None
     error: str | None = None
+    note: str | None = None
 
 
 class Review(BaseModel):
@@ -127,6 +130,8 @@ class NewAlertResult(BaseModel):
     queued: list[str] = Field(default_factory=list)
     planned: list[str] = Field(default_factory=list)
     plan_reason: str = ""
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="Step id → why it will not run on this provider.")
 
 
 class DecisionInput(BaseModel):
@@ -197,6 +202,7 @@ class StepView(BaseModel):
     irreversible: bool = False
     revert_at: datetime | None = None
     error: str | None = None
+    note: str | None = Field(default=None, description="Why a step was skipped or refused.")
 
 
 class ContainmentStatus(BaseModel):

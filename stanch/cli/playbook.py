@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from stanch.cli._app import app
 from stanch.config import ConfigError, Settings, load_settings
-from stanch.inventory import Inventory, InventoryError, YamlInventory
+from stanch.inventory import Inventory, InventoryError, YamlInventory, with_provider_type
 from stanch.models import Alert, PlanState
 from stanch.playbook.errors import LoadError
 from stanch.playbook.fixtures import find_fixtures, run_fixtures, summarize
@@ -88,10 +88,12 @@ def simulate_cmd(
     """Show which playbook matches, the planned ladder and who each step waits for."""
     playbooks, inventory = _load(playbooks_path, inventory_path)
     state = _read_state(state_file)
+    settings = _settings()
     try:
         alerts = read_alerts(alert_file, source, datetime.now(UTC))
         runs = [
-            (alert, r, explain(alert, r.identity, playbooks, state) if r.identity else None)
+            (alert, r, explain(alert, with_provider_type(r.identity, settings), playbooks,
+                               state) if r.identity else None)
             for alert in alerts
             for r in resolve_identities(alert, inventory, identity)
         ]
@@ -238,6 +240,11 @@ def _print_explanation(resolution: Any, ex: Explanation) -> None:
     for d in ex.decisions:
         if d.step is None:
             _out.print(f"  - {d.step_id}  skipped: {escape(d.reason)}", style="dim")
+            continue
+        if d.step.skipped is not None:
+            word = "refused" if d.step.refused else "skipped"
+            _out.print(f"  [yellow]✗[/] [bold]{d.step_id}[/]  {word}: "
+                       f"{escape(d.step.skipped)}")
             continue
         mark = "[yellow]⏸[/]" if d.step.approval else "[green]▶[/]"
         line = f"  {mark} [bold]{d.step_id}[/]  {escape(_gate(d.step, d.reason))}"

@@ -181,7 +181,7 @@ def _render_actual(actual: dict[str, Any], expected: _Expect) -> str:
 
 def summarize(step: PlannedStep) -> dict[str, Any]:
     """A planned step in the words of an expected file (and of ``simulate``)."""
-    return {
+    out = {
         "id": step.step_id,
         "action": step.action.value,
         "approval": list(step.approval.groups) if step.approval else None,
@@ -191,3 +191,6 @@ def summarize(step: PlannedStep) -> dict[str, Any]:
         "irreversible": step.irreversible,
         "params": dict(step.params),
     }
+    if step.skipped is not None:  # only where a provider type was known
+        out["skipped"] = step.skipped
+    return out

@@ -197,7 +197,8 @@ def test_explain_gives_a_reason_for_every_step() -> None:
     assert ex.ceiling is Action.force_reauth
 
 
-_PURE = {"stanch.playbook.planner", "stanch.playbook.schema", "stanch.playbook.errors"}
+_PURE = {"stanch.playbook.planner", "stanch.playbook.schema", "stanch.playbook.errors",
+         "stanch.capabilities"}
 _ALLOWED_ROOTS = {"__future__", "collections", "dataclasses", "datetime", "re", "typing",
                   "pydantic", "enum", "types"}
 

@@ -1,0 +1,56 @@
+"""The planner fits each step to what the identity's provider can do (stanch/capabilities)."""
+
+from __future__ import annotations
+
+from stanch.models import IdentityContext, IdentityKind, IdentityRef, PlanState
+from stanch.playbook import explain
+from tests.playbooks.helpers import alert, defaults, playbook
+
+
+def _ldap_user(provider_type: str | None = "ldap") -> IdentityContext:
+    return IdentityContext(
+        ref=IdentityRef(provider="corp", id="uid=carol,ou=people,dc=stanch,dc=test",
+                        kind=IdentityKind.user),
+        owner="carol", provider_type=provider_type)
+
+
+def test_leaked_credential_on_ldap_skips_force_reauth_and_rotates_without_factors() -> None:
+    ex = explain(alert("leaked_secret", "high", "high"), _ldap_user(), defaults(), PlanState())
+    assert ex.plan.playbook == "leaked-user-credential"
+    steps = {s.action.value: s for s in ex.plan.steps}
+    skipped = steps["force_reauth"]
+    assert skipped.skipped is not None and not skipped.refused
+    assert skipped.skipped.startswith("force_reauth: not supported by ldap, skipped")
+    assert "force_reauth: not supported by ldap, skipped" in ex.plan.reason
+    rotate = steps["rotate"]
+    assert rotate.skipped is None
+    assert rotate.params == {"credential": "password"}, "the fallback drops reset_factors"
+    why = next(d.reason for d in ex.decisions if d.step is rotate)
+    assert "ldap cannot honour reset_factors: true" in why and "fallback" in why
+
+
+def test_unknown_provider_type_plans_as_before() -> None:
+    typed = explain(alert("leaked_secret", "high", "high"), _ldap_user("mock"), defaults(),
+                    PlanState())
+    untyped = explain(alert("leaked_secret", "high", "high"), _ldap_user(None), defaults(),
+                      PlanState())
+    assert typed.plan == untyped.plan
+    assert all(s.skipped is None for s in typed.plan.steps)
+
+
+def test_a_parameter_the_provider_cannot_honour_is_refused_at_plan_time() -> None:
+    pb = playbook(match={"categories": ["leaked_secret"]},
+                  ladder=[{"action": "rotate", "params": {"reset_factors": True}}])
+    ex = explain(alert("leaked_secret"), _ldap_user(), [pb], PlanState())
+    [step] = ex.plan.steps
+    assert step.refused and step.skipped is not None
+    assert "ldap cannot honour reset_factors: true, refused" in step.skipped
+
+
+def test_fallback_to_another_action() -> None:
+    pb = playbook(match={"categories": ["leaked_secret"]},
+                  ladder=[{"action": "force_reauth", "fallback": {"action": "revoke"}}])
+    ex = explain(alert("leaked_secret"), _ldap_user(), [pb], PlanState())
+    [step] = ex.plan.steps
+    assert step.skipped is None and step.action.value == "revoke"
+    assert step.step_id == "pb:0:revoke"
