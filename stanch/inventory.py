@@ -294,6 +294,23 @@ class YamlInventory:
         )
 
 
+def located_entries(paths: Sequence[Path]
+                    ) -> tuple[list[tuple[InventoryEntry, str, int]], list[LocatedError]]:
+    """Every entry with where it is written (``file:line``, index in ``identities``), and
+    what did not load; for checks that point at the line to fix (``stanch doctor``)."""
+    errors: list[LocatedError] = []
+    out: list[tuple[InventoryEntry, str, int]] = []
+    for path in _files(paths, errors):
+        doc, found = read_yaml(path)
+        errors.extend(found)
+        if doc is None or found:
+            continue
+        parsed = _parse(doc, errors)
+        for i, entry in enumerate(parsed.identities if parsed else []):
+            out.append((entry, f"{doc.file}:{doc.line(('identities', i))}", i))
+    return out, errors
+
+
 def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
     """The identity with its provider's adapter type, so the plan fits what it can do."""
     conf = settings.providers.get(identity.ref.provider)

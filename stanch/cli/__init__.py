@@ -9,6 +9,7 @@ from stanch.cli import (
     alerts,  # noqa: F401  (alert send, alerts dead-letter)
     audit,  # noqa: F401  (audit verify, tail, export, doubts, checkpoint)
     containment,  # noqa: F401  (status, contain, approve, deny, rollback, resolve, …)
+    doctor,  # noqa: F401  (doctor)
     elevation,  # noqa: F401  (elevate, elevations, elevation approve|deny|extend|revoke)
     playbook,  # noqa: F401  (playbook lint, simulate, test, schema)
     runtime,  # noqa: F401  (up, worker, api, mock-idp)

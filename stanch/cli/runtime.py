@@ -9,16 +9,19 @@ import sys
 import typer
 
 from stanch.cli._app import app
+from stanch.cli.doctor import require_healthy
 from stanch.config import ConfigError, Settings, load_settings
 from stanch.logging import configure_logging
 
 
-def _settings() -> Settings:
+def _settings(doctor: str | None = None) -> Settings:
     try:
         settings = load_settings()
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    if doctor is not None:
+        require_healthy(settings, doctor)  # before the incident, not during it
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -26,7 +29,7 @@ def _settings() -> Settings:
 @app.command()
 def up() -> None:
     """Start the Temporal dev server, worker, API and mock IdP; Ctrl-C stops them all."""
-    settings = _settings()
+    settings = _settings("up")
     from stanch.runtime import up as run_up
 
     try:
@@ -39,7 +42,7 @@ def up() -> None:
 @app.command()
 def worker() -> None:
     """Run the Temporal worker against an existing Temporal server."""
-    settings = _settings()
+    settings = _settings("worker")
     from stanch.worker import run_worker
 
     async def main() -> None:
@@ -55,7 +58,7 @@ def worker() -> None:
 @app.command()
 def api() -> None:
     """Serve the HTTP API (webhooks, containments, decisions, audit)."""
-    settings = _settings()
+    settings = _settings("api")
     import uvicorn
 
     from stanch.api.app import create_app

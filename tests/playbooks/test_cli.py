@@ -12,7 +12,8 @@ from stanch.cli import app
 
 runner = CliRunner()
 FIXTURES = Path("playbooks/tests")
-ARGS = ["--playbooks", "playbooks", "--inventory", "inventory"]
+ARGS = ["--playbooks", "playbooks", "--inventory", "inventory", "--inventory",
+        "examples/inventory"]
 
 
 def test_lint_clean_defaults() -> None:
