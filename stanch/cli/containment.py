@@ -113,6 +113,8 @@ def _print_status(st: dict[str, Any]) -> None:
         status_text = _s(s.get("status"))
         if s.get("error"):
             status_text += f" ({s['error']})"
+        elif s.get("note"):  # skipped or refused at plan time: say why
+            status_text += f" ({s['note']})"
         steps.add_row(s.get("step_id", ""), _s(s.get("action")), status_text, awaiting,
                       deadline, _s(s.get("revert_at")))
     console.print(steps)
