@@ -46,6 +46,8 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -428,6 +430,12 @@ class AwsIamProvider:
                                          provider=self.name, code="Unsupported")
         before = await self._state(p)
         keys: dict[str, str] = before["access_keys"]
+        resumed = issued_earlier(params, "access_keys", keys)
+        if resumed is not None:
+            # An earlier attempt created `resumed` and lost the answer: finish that rotation
+            # from the state before it, never create a second key.
+            keys = dict(snapshot_before(params, "access_keys"))
+            now, before = before, dict(params["_snapshot"])
         old = params.get("access_key_id") or p.access_key_id
         if old is None:
             active = [k for k, s in keys.items() if s == "Active"]
@@ -445,7 +453,7 @@ class AwsIamProvider:
                                  before=before, after=before,
                                  message=f"access key {old} is already inactive")
         deleted: str | None = None
-        if len(keys) >= 2:
+        if resumed is None and len(keys) >= 2:
             extra = next(k for k in keys if k != old)
             if keys[extra] == "Active":
                 raise PermanentProviderError(
@@ -455,12 +463,17 @@ class AwsIamProvider:
             await self._maybe("delete_access_key", self._write.delete_access_key,
                               UserName=p.name, AccessKeyId=extra)
             deleted = extra
-        created = await self._call("create_access_key", self._write.create_access_key,
-                                   UserName=p.name)
-        new_id = created["AccessKey"]["AccessKeyId"]
-        note = self._drop.deliver(self.name, p.name, new_id,
-                                  created["AccessKey"]["SecretAccessKey"])
-        del created
+        if resumed is not None:
+            new_id, note = resumed, self._drop.delivered(self.name, p.name, resumed)
+            deleted = next((k for k in keys if k not in (old, resumed)
+                            and k not in now["access_keys"]), None)
+        else:
+            created = await self._call("create_access_key", self._write.create_access_key,
+                                       UserName=p.name)
+            new_id = created["AccessKey"]["AccessKeyId"]
+            note = self._drop.deliver(self.name, p.name, new_id,
+                                      created["AccessKey"]["SecretAccessKey"])
+            del created
         await self._set_key(p, old, "Inactive")
         after = await self._state(p)
         self._verify(after["access_keys"].get(old) == "Inactive"

@@ -41,6 +41,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     undo_result,
     wanted,
 )
@@ -349,6 +350,12 @@ class EntraProvider:
         sp = identity.id
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]
+        resumed = issued_earlier(params, "password_key_ids", keys)
+        if resumed is not None:
+            # An earlier attempt added `resumed` and lost the answer: finish that rotation
+            # from the state before it, never add a second password.
+            before = dict(params["_snapshot"])
+            keys = list(before["password_key_ids"])
         old = params.get("key_id")
         if old is None:
             if len(keys) != 1:
@@ -360,14 +367,17 @@ class EntraProvider:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before, irreversible=True,
                                  message=f"password {old} is already removed")
-        made = (await self._api.request(
-            "POST", f"/servicePrincipals/{sp}/addPassword", write=True, expect=(200,),
-            what="addPassword",
-            json={"passwordCredential": {"displayName": f"stanch rotation {action_id}"[:100]}},
-        )).json()
-        new = made["keyId"]
-        note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
-        made.clear()
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, sp, resumed)
+        else:
+            made = (await self._api.request(
+                "POST", f"/servicePrincipals/{sp}/addPassword", write=True, expect=(200,),
+                what="addPassword", json={"passwordCredential": {
+                    "displayName": f"stanch rotation {action_id}"[:100]}},
+            )).json()
+            new = made["keyId"]
+            note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
+            made.clear()
         await self._api.request("POST", f"/servicePrincipals/{sp}/removePassword", write=True,
                                 expect=(204,), what="removePassword", json={"keyId": old})
         after = await self._state(identity)

@@ -40,6 +40,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     undo_result,
     wanted,
 )
@@ -277,6 +278,12 @@ class OktaProvider:
         app = identity.id
         before = await self._app_state(app)
         secrets: dict[str, str] = before["secrets"]
+        resumed = issued_earlier(params, "secrets", secrets)
+        if resumed is not None:
+            # An earlier attempt created `resumed` and lost the answer: finish that rotation
+            # from the state before it, never create a second secret.
+            now, before = before, dict(params["_snapshot"])
+            secrets = dict(before["secrets"])
         old = params.get("secret_id")
         if old is None:
             active = [s for s, st in secrets.items() if st == "ACTIVE"]
@@ -293,7 +300,10 @@ class OktaProvider:
                                  before=before, after=before,
                                  message=f"secret {old} is already inactive")
         deleted = None
-        if len(secrets) >= 2:
+        if resumed is not None:
+            deleted = next((k for k in secrets if k not in (old, resumed) and
+                            k not in now["secrets"]), None)
+        elif len(secrets) >= 2:
             extra = next(s for s in secrets if s != old)
             if secrets[extra] == "ACTIVE":
                 raise PermanentProviderError(
@@ -302,13 +312,16 @@ class OktaProvider:
                     code="LimitExceeded")
             await self._secret_op(app, extra, "delete")
             deleted = extra
-        # POST /api/v1/apps/{appId}/credentials/secrets
-        made = (await self._api.request("POST", f"/api/v1/apps/{app}/credentials/secrets",
-                                        write=True, expect=(201,), json={},
-                                        what="create client secret")).json()
-        new = made["id"]
-        note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
-        made.clear()
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, app, resumed)
+        else:
+            # POST /api/v1/apps/{appId}/credentials/secrets
+            made = (await self._api.request("POST", f"/api/v1/apps/{app}/credentials/secrets",
+                                            write=True, expect=(201,), json={},
+                                            what="create client secret")).json()
+            new = made["id"]
+            note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
+            made.clear()
         await self._secret_op(app, old, "deactivate")
         after = await self._app_state(app)
         self._verify(after["secrets"].get(old) == "INACTIVE"

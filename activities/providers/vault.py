@@ -40,6 +40,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     undo_result,
     wanted,
 )
@@ -298,6 +299,12 @@ class VaultProvider:
                                     "hold no secret")
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
+        resumed = issued_earlier(params, "secret_id_accessors", accessors)
+        if resumed is not None:
+            # An earlier attempt generated `resumed` and lost the answer: finish that
+            # rotation from the state before it, never generate a second secret-id.
+            before = dict(params["_snapshot"])
+            accessors = list(before["secret_id_accessors"])
         old = params.get("secret_id_accessor")
         if old is None:
             if len(accessors) != 1:
@@ -310,12 +317,15 @@ class VaultProvider:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before, irreversible=True,
                                  message=f"secret-id {old} is already destroyed")
-        made = await self._must("generate secret-id",
-                                self._write.auth.approle.generate_secret_id, role,
-                                mount_point=self._approle_mount)
-        new = made["data"]["secret_id_accessor"]
-        note = self._drop.deliver(self.name, role, new, made["data"]["secret_id"])
-        del made
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, role, resumed)
+        else:
+            made = await self._must("generate secret-id",
+                                    self._write.auth.approle.generate_secret_id, role,
+                                    mount_point=self._approle_mount)
+            new = made["data"]["secret_id_accessor"]
+            note = self._drop.deliver(self.name, role, new, made["data"]["secret_id"])
+            del made
         await self._must("destroy secret-id", self._write.auth.approle.destroy_secret_id_accessor,
                          role, old, mount_point=self._approle_mount)
         after = await self._approle_state(role)
