@@ -12,6 +12,7 @@ from stanch.cli import (
     doctor,  # noqa: F401  (doctor)
     elevation,  # noqa: F401  (elevate, elevations, elevation approve|deny|extend|revoke)
     playbook,  # noqa: F401  (playbook lint, simulate, test, schema)
+    providers,  # noqa: F401  (providers check)
     runtime,  # noqa: F401  (up, worker, api, mock-idp)
     token,  # noqa: F401  (token create)
 )
