@@ -294,6 +294,28 @@ class YamlInventory:
         )
 
 
+_ALIAS_TYPES = (NameType.upn, NameType.access_key_id, NameType.arn, NameType.app_id,
+                NameType.aad_object_id, NameType.sid, NameType.username, NameType.other)
+
+
+def lookup(inventory: Inventory, text: str) -> IdentityContext | None:
+    """The identity an on-call person means by ``text``: its key ``provider:id``, its
+    inventory id (``app-reporting``, an ARN, a DN) when one provider has it, or any alias
+    (UPN, username, access key id, ARN, object id, SID, app id, token alias)."""
+    text = text.strip()
+    found = inventory.get(text)
+    if found is not None:
+        return found
+    by_id = [c for c in inventory.all() if c.ref.id == text]
+    if len(by_id) == 1:
+        return by_id[0]
+    for name_type in _ALIAS_TYPES:
+        found = inventory.resolve(IdentityMention(name=text, name_type=name_type), "manual")
+        if found is not None and found.in_inventory:
+            return found
+    return None
+
+
 def located_entries(paths: Sequence[Path]
                     ) -> tuple[list[tuple[InventoryEntry, str, int]], list[LocatedError]]:
     """Every entry with where it is written (``file:line``, index in ``identities``), and
