@@ -355,6 +355,8 @@ async def test_contain_takes_the_inventory_id_or_any_alias(stack: Stack) -> None
                                         "--reason", "bare inventory id", "--json")
     assert code == 0, err
     assert json.loads(out)["identity"] == "mock:u-bob"
+    # the dispatcher tells the planner what the provider is, so steps fit it
+    assert (await stack.status())["identity"]["provider_type"] == "mock"
     code, out, err = await stack.stanch("contain", "EXAMPLE\\bob", "--level", "reduce_scope",
                                         "--reason", "domain user alias", "--json")
     assert code == 0, err

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stanch.cli import app
 from stanch.models import IdentityContext, IdentityKind, IdentityRef, PlanState
 from stanch.playbook import explain
 from tests.playbooks.helpers import alert, defaults, playbook
@@ -54,3 +61,30 @@ def test_fallback_to_another_action() -> None:
     [step] = ex.plan.steps
     assert step.skipped is None and step.action.value == "revoke"
     assert step.step_id == "pb:0:revoke"
+
+
+def test_simulate_shows_the_skip_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    (tmp_path / "inv.yaml").write_text(
+        "identities:\n  - {provider: corp, id: 'uid=carol,ou=people,dc=stanch,dc=test', "
+        "kind: user, owner: carol}\n")
+    config = tmp_path / "stanch.toml"
+    config.write_text('inventory_paths = ["%s"]\n[providers.corp]\ntype = "ldap"\n'
+                      '[providers.corp.options]\nurl = "ldap://127.0.0.1:1"\n'
+                      'base = "dc=stanch,dc=test"\n' % (tmp_path / "inv.yaml"))
+    monkeypatch.setenv("STANCH_CONFIG", str(config))
+    a = alert("leaked_secret", "high", "high", mentions=[
+        {"name": "corp:uid=carol,ou=people,dc=stanch,dc=test", "name_type": "provider_id"}])
+    (tmp_path / "alert.json").write_text(a.model_dump_json())
+    result = CliRunner().invoke(app, ["playbook", "simulate", str(tmp_path / "alert.json"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    [run] = json.loads(result.stdout)
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["leaked-user-credential:1:force_reauth"]["skipped"].startswith(
+        "force_reauth: not supported by ldap, skipped")
+    assert steps["leaked-user-credential:2:rotate"]["params"] == {"credential": "password"}
+    human = CliRunner().invoke(app, ["playbook", "simulate", str(tmp_path / "alert.json")],
+                               env={"COLUMNS": "250"})
+    assert "leaked-user-credential:1:force_reauth  skipped: force_reauth: not supported by " \
+           "ldap" in human.stdout
