@@ -64,25 +64,47 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
     "entra": {a: _yes() for a in Action if a is not Action.notify},
     "vault": {a: _yes() for a in Action if a is not Action.notify},
     "scim": {
-        Action.reduce_scope: _yes(params=frozenset({"groups", "remove_groups",
-                                                    "only_new_grants"})),
-        Action.revoke: _yes(params=frozenset()),
+        Action.reduce_scope: _yes(),
+        Action.revoke: _yes(),
         Action.force_reauth: _unsupported(
             "SCIM has no sessions: use the identity provider's own API"),
         Action.rotate: _unsupported(
             "SCIM cannot rotate credentials: use the identity provider's own API"),
     },
     "ldap": {
-        Action.reduce_scope: _yes(params=frozenset({"groups", "remove_groups",
-                                                    "only_new_grants"})),
-        Action.revoke: _yes(params=frozenset()),
-        Action.rotate: _yes(kinds=frozenset({IdentityKind.user, IdentityKind.service_account}),
-                            params=frozenset({"password_fingerprint",
-                                              "credential=password"})),
+        Action.reduce_scope: _yes(),
+        Action.revoke: _yes(),
+        Action.rotate: _yes(),
         Action.force_reauth: _unsupported(
             "LDAP has no sessions to revoke: use the identity provider in front of it"),
     },
 }
+
+
+# Where an action works on fewer identity kinds, and which step parameters it honours, as
+# reviewed against each adapter (activities/providers/<type>.py). The planner skips a step
+# on a kind the action does not take, and refuses a parameter not listed; an adapter with
+# no `params` entry here is not checked yet (nothing is refused).
+_U, _SA, _SP, _APP = (IdentityKind.user, IdentityKind.service_account,
+                      IdentityKind.service_principal, IdentityKind.oauth_app)
+_GROUPS = frozenset({"groups", "remove_groups", "only_new_grants"})
+_FIT: dict[tuple[str, Action], dict[str, object]] = {
+    ("okta", Action.reduce_scope): {"kinds": frozenset({_U})},
+    ("okta", Action.force_reauth): {"kinds": frozenset({_U})},
+    ("okta", Action.revoke): {"kinds": frozenset({_U})},
+    ("okta", Action.rotate): {"kinds": frozenset({_APP})},
+    ("entra", Action.force_reauth): {"kinds": frozenset({_U})},
+    ("entra", Action.rotate): {"kinds": frozenset({_SP, _APP})},
+    ("scim", Action.reduce_scope): {"params": _GROUPS},
+    ("scim", Action.revoke): {"params": frozenset()},
+    ("ldap", Action.reduce_scope): {"params": _GROUPS},
+    ("ldap", Action.revoke): {"params": frozenset()},
+    ("ldap", Action.rotate): {"kinds": frozenset({_U, _SA}),
+                              "params": frozenset({"password_fingerprint",
+                                                   "credential=password"})},
+}
+for (_type, _action), _fit in _FIT.items():
+    DECLARATIONS[_type][_action] = DECLARATIONS[_type][_action].model_copy(update=_fit)
 
 
 def declaration(adapter_type: str, action: Action) -> ActionDeclaration:

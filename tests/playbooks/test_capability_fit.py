@@ -88,3 +88,15 @@ def test_simulate_shows_the_skip_and_why(tmp_path: Path, monkeypatch: pytest.Mon
                                env={"COLUMNS": "250"})
     assert "leaked-user-credential:1:force_reauth  skipped: force_reauth: not supported by " \
            "ldap" in human.stdout
+
+
+def test_an_action_for_other_kinds_is_skipped_for_this_kind() -> None:
+    """Okta rotates OAuth app secrets; a person's password reset is not an API call there."""
+    okta_user = IdentityContext(
+        ref=IdentityRef(provider="okta", id="00u1abcd2EFGH3ijk4l5", kind=IdentityKind.user),
+        owner="alice", provider_type="okta")
+    ex = explain(alert("risky_sign_in", "critical", "high"), okta_user, defaults(),
+                 PlanState())
+    steps = {s.action.value: s for s in ex.plan.steps}
+    assert steps["force_reauth"].skipped is None
+    assert steps["rotate"].skipped == "rotate: not supported by okta for a user, skipped"
