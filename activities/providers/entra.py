@@ -351,6 +351,7 @@ class EntraProvider:
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]
         resumed = issued_earlier(params, "password_key_ids", keys)
+        now_keys = keys
         if resumed is not None:
             # An earlier attempt added `resumed` and lost the answer: finish that rotation
             # from the state before it, never add a second password.
@@ -378,8 +379,10 @@ class EntraProvider:
             new = made["keyId"]
             note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
             made.clear()
-        await self._api.request("POST", f"/servicePrincipals/{sp}/removePassword", write=True,
-                                expect=(204,), what="removePassword", json={"keyId": old})
+        if resumed is None or old in now_keys:  # a resumed rotation may have removed it
+            await self._api.request("POST", f"/servicePrincipals/{sp}/removePassword",
+                                    write=True, expect=(204,), what="removePassword",
+                                    json={"keyId": old})
         after = await self._state(identity)
         self._verify(old not in after["password_key_ids"] and new in after["password_key_ids"],
                      "password rotation")

@@ -300,6 +300,7 @@ class VaultProvider:
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
         resumed = issued_earlier(params, "secret_id_accessors", accessors)
+        now = accessors
         if resumed is not None:
             # An earlier attempt generated `resumed` and lost the answer: finish that
             # rotation from the state before it, never generate a second secret-id.
@@ -326,8 +327,10 @@ class VaultProvider:
             new = made["data"]["secret_id_accessor"]
             note = self._drop.deliver(self.name, role, new, made["data"]["secret_id"])
             del made
-        await self._must("destroy secret-id", self._write.auth.approle.destroy_secret_id_accessor,
-                         role, old, mount_point=self._approle_mount)
+        if resumed is None or old in now:  # a resumed rotation may have destroyed it
+            await self._must("destroy secret-id",
+                             self._write.auth.approle.destroy_secret_id_accessor,
+                             role, old, mount_point=self._approle_mount)
         after = await self._approle_state(role)
         self._verify(old not in after["secret_id_accessors"]
                      and new in after["secret_id_accessors"], "secret-id rotation")

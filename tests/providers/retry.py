@@ -18,15 +18,20 @@ from activities.providers.vault import VaultProvider
 
 
 @contextmanager
-def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
-    """The provider's first write goes through, then raises as if the answer were lost.
-    Yields the list of writes that failed this way (one, once it has fired)."""
+def fail_after_write(provider: IdentityProvider, nth: int = 1) -> Iterator[list[str]]:
+    """The provider's ``nth`` write goes through, then raises as if its answer were lost
+    (earlier writes answer normally). Yields the writes that failed so (one, once fired)."""
     fired: list[str] = []
+    writes = [0]
 
     def lost(what: str) -> TransientProviderError:
         fired.append(what)
         return TransientProviderError(f"{what}: answer lost (injected)", provider=provider.name,
                                       code="Injected")
+
+    def due() -> bool:
+        writes[0] += 1
+        return writes[0] == nth and not fired
 
     target: Any
     name: str
@@ -36,7 +41,7 @@ def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
 
         async def request(method: str, path: str, *, write: bool = False, **kw: Any) -> Any:
             r = await orig(method, path, write=write, **kw)
-            if write and not fired:
+            if write and due():
                 raise lost(f"{method} {path}")
             return r
         patched: Any = request
@@ -46,7 +51,7 @@ def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
 
         async def run(what: str, write: bool, fn: Any) -> Any:
             r = await orig(what, write, fn)
-            if write and not fired:
+            if write and due():
                 raise lost(what)
             return r
         patched = run
@@ -62,7 +67,7 @@ def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
 
         async def call(what: str, fn: Any, *args: Any, **kw: Any) -> Any:
             r = await orig(what, fn, *args, **kw)
-            if is_write(fn) and not fired:
+            if is_write(fn) and due():
                 raise lost(what)
             return r
         patched = call
@@ -71,7 +76,7 @@ def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
 
             async def maybe(what: str, fn: Any, **kw: Any) -> Any:
                 r = await orig_maybe(what, fn, **kw)
-                if is_write(fn) and not fired:
+                if is_write(fn) and due():
                     raise lost(what)
                 return r
             provider._maybe = maybe  # type: ignore[method-assign]
@@ -81,7 +86,7 @@ def fail_after_first_write(provider: IdentityProvider) -> Iterator[list[str]]:
 
         async def write(*args: Any, **kw: Any) -> Any:
             r = await orig(*args, **kw)
-            if not fired:
+            if due():
                 raise lost(str(args[2]))
             return r
         patched = write

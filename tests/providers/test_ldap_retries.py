@@ -20,7 +20,7 @@ from stanch.config import ProviderSettings, Settings
 from stanch.models import ActionStatus
 
 from .conftest import LDAP_ROOT_DN, LDAP_ROOT_PW
-from .retry import fail_after_first_write
+from .retry import fail_after_write
 from .test_ldap import BASE, USER_PW, can_bind, make_user
 
 BLIND = (f"cn=blind-reader,{BASE}", "blind-reader-pw")
@@ -61,7 +61,7 @@ async def test_a_retry_after_a_lost_answer_changes_the_password_once(
     p = provider(ldap_url, (LDAP_ROOT_DN, LDAP_ROOT_PW), tmp_path / "drop")
     ref = make_user(admin)
     before = await p.snapshot(ref)
-    with fail_after_first_write(p) as fired, pytest.raises(TransientProviderError):
+    with fail_after_write(p) as fired, pytest.raises(TransientProviderError):
         await p.rotate("act-lost", ref, {FRESH_SNAPSHOT: before})
     assert fired
     written = await p.snapshot(ref)
