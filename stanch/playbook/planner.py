@@ -230,6 +230,9 @@ def _decide(
             )
             continue
         step, skipped, refused, note = _fit(step, identity)
+        if skipped is None and top is not None and step.action.rung > top.rung:
+            skipped = (f"{note}, which is above {top.value}, the highest rung this alert "
+                       "allows: skipped")
         sid = step_id(pb.name, i, step.action)
         planned, why = _resolve_step(pb, i, sid, step, alert, identity, state, earlier)
         if skipped is not None:

@@ -100,3 +100,12 @@ def test_an_action_for_other_kinds_is_skipped_for_this_kind() -> None:
     steps = {s.action.value: s for s in ex.plan.steps}
     assert steps["force_reauth"].skipped is None
     assert steps["rotate"].skipped == "rotate: not supported by okta for a user, skipped"
+
+
+def test_a_fallback_never_climbs_above_the_ceiling() -> None:
+    pb = playbook(match={"categories": ["leaked_secret"]},
+                  rules=[{"when": {"severity": "medium"}, "up_to": "force_reauth"}],
+                  ladder=[{"action": "force_reauth", "fallback": {"action": "revoke"}}])
+    [step] = explain(alert("leaked_secret"), _ldap_user(), [pb], PlanState()).plan.steps
+    assert step.skipped is not None and "above force_reauth" in step.skipped
+    assert step.action.value == "revoke" and not step.refused
