@@ -42,6 +42,7 @@ from activities.providers._common import (
     action_result,
     dispatch_undo,
     issued_earlier,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -292,6 +293,15 @@ class EntraProvider:
         if repeat is not None:
             return repeat
         before = await self._state(identity)
+        since = snapshot_before(params, "signInSessionsValidFromDateTime")
+        if since is not None and before["signInSessionsValidFromDateTime"] != since:
+            # The intent's snapshot shows an older revocation time: an earlier attempt of
+            # this action revoked them; revoking again would end sessions begun since.
+            done = action_result(action_id, Action.force_reauth, identity, changed=False,
+                                 before=before, after=before, irreversible=True,
+                                 message="sessions were already revoked by this action")
+            self._done.add(done)
+            return done
         await self._api.request("POST", f"/users/{identity.id}/revokeSignInSessions",
                                 write=True, expect=(200,), what="revokeSignInSessions")
         after = await self._state(identity)

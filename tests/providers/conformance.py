@@ -86,7 +86,8 @@ class ConformanceTarget:
 
 
 _ISSUED_FIELDS = ("access_keys", "secrets", "credentials", "password_key_ids",
-                  "secret_id_accessors", "password_fingerprint")
+                  "secret_id_accessors", "password_fingerprint",
+                  "signInSessionsValidFromDateTime", "session_revocation_sid")
 
 
 def _issued(snapshot: dict[str, Any]) -> dict[str, Any]:
