@@ -438,12 +438,16 @@ class ContainmentWorkflow:
             if step.skipped is not None and workflow.patched(PLAN_SKIPS):
                 skipped[step.step_id] = step.skipped
                 if existing is None:
-                    self.steps.append(StepState(
+                    held = StepState(
                         step=step, action_id=f"act-{workflow.uuid4().hex[:24]}",
                         alert_ids=[alert.id], requested_by=inp.requested_by,
                         reason=inp.reason or alert.title, ticket=inp.ticket,
                         severity_rank=rank, queued_at=workflow.now(), note=step.skipped,
-                        status=StepStatus.refused if step.refused else StepStatus.skipped))
+                        status=StepStatus.refused if step.refused else StepStatus.skipped)
+                    self.steps.append(held)
+                    if step.refused:  # the playbook asks what the provider cannot do
+                        self._notify(held, "step_refused", self._escalation_targets(held),
+                                     actions=False)
                 elif alert.id not in existing.alert_ids:
                     existing.alert_ids.append(alert.id)
                 continue

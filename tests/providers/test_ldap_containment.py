@@ -13,6 +13,7 @@ import ldap3
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.providers.ldap import LdapProvider
 from stanch.config import Settings
 from stanch.inventory import with_provider_type
 from stanch.models import Category, IdentityContext, Level
@@ -69,3 +70,36 @@ async def test_leaked_credential_on_ldap_ends_contained_with_force_reauth_skippe
                                    "no sessions")
     assert steps["rotate"].status is StepStatus.applied
     assert steps["rotate"].result is not None and steps["rotate"].result["changed"]
+
+
+async def test_a_refused_step_is_held_and_the_containment_needs_a_human(
+        ts_env: WorkflowEnvironment, settings: Settings, task_queue: str, ldap_url: str,
+        admin: ldap3.Connection, tmp_path: Path) -> None:
+    """A parameter LDAP cannot honour (reset_factors) without a fallback: the step is
+    refused at plan time, never run or reported done, and the state says `failed`."""
+    from stanch.playbook import Playbook
+
+    settings = settings.model_copy(update={"providers": {
+        **settings.providers, "corp": _conf(ldap_url, tmp_path / "drop")}})
+    ref = make_user(admin).model_copy(update={"provider": "corp"})
+    person = with_provider_type(IdentityContext(ref=ref, owner="carol"), settings)
+    pb = Playbook.model_validate({
+        "name": "strict", "match": {"categories": ["leaked_secret"]},
+        "rules": [{"when": {}, "up_to": "rotate"}],
+        "ladder": [{"action": "rotate", "params": {"reset_factors": True}}]})
+    before = await LdapProvider.from_settings("corp", settings.providers["corp"],
+                                              settings).snapshot(ref)
+    a = alert(category=Category.leaked_secret, severity=Level.high, name=ref.id)
+    async with running_worker(ts_env.client, settings, task_queue):
+        result = await send_alert(ts_env.client, task_queue, a, [pb], person)
+        assert result.queued == [] and "strict:0:rotate" in result.skipped
+        h = handle(ts_env.client, task_queue, person)
+        st = await _until(h, lambda s: s.state is not ContainmentState.active)
+        await h.terminate("test finished")
+    assert st.state is ContainmentState.failed
+    [step] = st.steps
+    assert step.status is StepStatus.refused and step.result is None
+    assert step.note is not None and "ldap cannot honour reset_factors: true" in step.note
+    after = await LdapProvider.from_settings("corp", settings.providers["corp"],
+                                             settings).snapshot(ref)
+    assert after == before, "nothing was written"
