@@ -8,7 +8,6 @@ setting (see :func:`load_settings`). Secrets are ``SecretStr`` so they never pri
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from datetime import timedelta
 from functools import lru_cache
@@ -307,6 +306,7 @@ class Settings(BaseSettings):
         )
 
 
+_PROVIDER_TABLES = ("options", "read_credentials", "action_credentials")
 _SECRET_WORDS = ("secret", "token", "dsn", "key", "credential", "password")
 
 
@@ -335,7 +335,8 @@ def _describe(err: ValidationError, toml_path: str | None = None) -> str:
             else f" (got {got!r})"
         )
         msg = str(e["msg"])
-        if (e["type"] == "value_error" and "\n" in msg) or re.match(r"Value error, [\w.]+: ", msg):
+        table = str(e["loc"][-1]) if e["loc"] else ""
+        if e["type"] == "value_error" and table in _PROVIDER_TABLES:
             # A provider table: each line is `key: problem; fix`.
             for part in msg.removeprefix("Value error, ").splitlines():
                 key, _, text = part.partition(": ")
