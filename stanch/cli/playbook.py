@@ -129,9 +129,13 @@ def test_cmd(
     inventory_path: list[Path] | None = INVENTORY_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Run `*.alert.json` → `*.expected.yaml` fixtures; exit 1 with a diff on any mismatch."""
-    playbooks, inventory = _load(playbooks_path, inventory_path)
+    """Run `*.alert.json` → `*.expected.yaml` fixtures; exit 1 with a diff on any mismatch.
+    An `inventory.yaml` beside the fixtures is loaded with the inventory (identities only
+    the fixtures use, e.g. the AWS examples)."""
     folder = directory or _settings().playbooks_dir / "tests"
+    if inventory_path is None and (folder / "inventory.yaml").is_file():
+        inventory_path = [*_settings().inventory_paths, folder / "inventory.yaml"]
+    playbooks, inventory = _load(playbooks_path, inventory_path)
     if not folder.is_dir():
         _fail(f"{folder}: no such directory")
     results = run_fixtures(folder, playbooks, inventory)
