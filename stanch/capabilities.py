@@ -34,9 +34,10 @@ class ActionDeclaration(BaseModel):
     supported: bool = Field(description="Whether the adapter has this action at all.")
     kinds: frozenset[IdentityKind] = Field(
         default=ALL_KINDS, description="Identity kinds the action works on there.")
-    params: frozenset[str] = Field(
-        default=frozenset(), description="Step parameters the adapter honours; any other "
-        "parameter is refused at plan time.")
+    params: frozenset[str] | None = Field(
+        default=None, description="Step parameters the adapter honours, as `name` (any "
+        "value) or `name=value` (only that value); any other parameter is refused at plan "
+        "time. None: not reviewed yet, nothing is refused.")
     changes: tuple[str, ...] = Field(default=(), description="What the action changes.")
     undo_restores: tuple[str, ...] = Field(
         default=(), description="What undo puts back as it was.")
@@ -89,6 +90,14 @@ LOSSES: dict[str, str] = {
 _WHOLE = "revokes the whole identity: a step naming single credentials is refused"
 _GROUPS = frozenset({"groups", "remove_groups", "only_new_grants", "new_grants"})
 _TARGET = frozenset({"target", "credentials"})
+_IDENTITY = frozenset({"target=identity"})  # a credential target is refused (_WHOLE)
+
+
+def _rotates(handles: str, *native: str) -> frozenset[str]:
+    """Rotate params of an adapter that rotates one kind of credential (``credential`` of
+    another kind is refused by the adapter, so by the planner too)."""
+    return frozenset({f"credential={handles}", "credential=all", "credentials", *native})
+
 
 # adapter type → action → declaration. An action missing from an adapter's table is
 # unsupported there. Each entry says what the adapter in activities/providers/ really does.
@@ -134,7 +143,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
         Action.rotate: _yes(
             kinds=frozenset({IdentityKind.user, IdentityKind.access_key,
                              IdentityKind.service_account}),
-            params=frozenset({"credential", "credentials", "access_key_id"}),
+            params=_rotates("access_key", "access_key_id"),
             reason="IAM users only: a service account given by a bare name is an IAM role, "
                    "which has no keys; give its user ARN",
             changes=("creates a new access key and deactivates the named one (never deletes); "
@@ -162,14 +171,14 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             loses=("sessions",), param_losses={"grants": ("oauth_grants",)}),
         Action.rotate: _yes(
             kinds=frozenset({IdentityKind.oauth_app}),
-            params=frozenset({"credential", "credentials", "secret_id"}),
+            params=_rotates("client_secret", "secret_id"),
             changes=("adds a client secret and deactivates the old one; at the two-secret "
                      "limit only deactivates it (no secret is deleted)",),
             undo_restores=("the old secret, active again", "no new secret (deleted)")),
         Action.revoke: _yes(
             kinds=frozenset({IdentityKind.user}),
             changes=("suspends the user (not deactivate: that is destructive)",),
-            undo_restores=("the user, unsuspended",), reason=_WHOLE),
+            undo_restores=("the user, unsuspended",), params=_IDENTITY, reason=_WHOLE),
     },
     "entra": {
         Action.reduce_scope: _yes(
@@ -184,13 +193,13 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             loses=("sessions",)),
         Action.rotate: _yes(
             kinds=frozenset({IdentityKind.service_principal, IdentityKind.oauth_app}),
-            params=frozenset({"credential", "credentials", "key_id"}),
+            params=_rotates("client_secret", "key_id"),
             changes=("addPassword, then removePassword of the old key (Graph cannot "
                      "deactivate one)",),
             loses=("old_secret",)),
         Action.revoke: _yes(
             changes=("accountEnabled=false on the user or service principal",),
-            undo_restores=("accountEnabled=true",), reason=_WHOLE),
+            undo_restores=("accountEnabled=true",), params=_IDENTITY, reason=_WHOLE),
     },
     "scim": {
         Action.reduce_scope: _yes(
@@ -199,7 +208,7 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             undo_restores=("the memberships with their attributes (display, type)",)),
         Action.revoke: _yes(
             changes=("sets the user active=false",), undo_restores=("active=true",),
-            reason=_WHOLE),
+            params=_IDENTITY, reason=_WHOLE),
         Action.force_reauth: _unsupported(
             "SCIM has no sessions: use the identity provider's own API"),
         Action.rotate: _unsupported(
@@ -213,10 +222,11 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
         Action.revoke: _yes(
             changes=("locks the account with pwdAccountLockedTime (ppolicy); the failed-login "
                      "record is captured into the before-state first",),
-            undo_restores=("the account, unlocked",),
+            undo_restores=("the account, unlocked",), params=_IDENTITY,
             loses=("failed_login_history",), reason=_WHOLE),
         Action.rotate: _yes(
-            params=frozenset({"credential", "password_fingerprint"}),
+            kinds=frozenset({IdentityKind.user, IdentityKind.service_account}),
+            params=_rotates("password", "password_fingerprint") - {"credentials"},
             changes=("sets a new random password (RFC 3062 password modify); the failed-login "
                      "record is captured into the before-state first",),
             loses=("old_secret", "failed_login_history")),
@@ -233,13 +243,13 @@ DECLARATIONS: dict[str, dict[Action, ActionDeclaration]] = {
             changes=("revokes the entity's tokens by accessor and its leases by prefix",),
             loses=("sessions", "leases")),
         Action.rotate: _yes(
-            params=frozenset({"credential", "credentials", "secret_id_accessor"}),
+            params=_rotates("secret_id", "secret_id_accessor"),
             changes=("generates a new AppRole secret-id and destroys the old one (secret-ids "
                      "cannot be deactivated)",),
             loses=("old_secret",)),
         Action.revoke: _yes(
             changes=("sets the identity entity disabled=true",),
-            undo_restores=("disabled=false",), reason=_WHOLE),
+            undo_restores=("disabled=false",), params=_IDENTITY, reason=_WHOLE),
     },
 }
 
@@ -308,3 +318,29 @@ def reversibility_table() -> str:
                 ", ".join(lost) or "nothing"]) + " |")
     legend = [f"- `{k}`: {v}" for k, v in sorted(LOSSES.items())]
     return "\n".join([*rows, "", "Losses:", "", *legend]) + "\n"
+
+
+# Filled in by the planner, never written in a playbook: not checked against `params`.
+PLANNER_PARAMS = frozenset({"new_grants", "credentials"})
+
+
+def _spelled(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def unhonoured(adapter_type: str, action: Action, params: dict[str, object]) -> list[str]:
+    """The step parameters ``adapter_type`` cannot honour for ``action``, as written.
+
+    A parameter that asks for nothing (false, empty, null) is honoured by everyone.
+    """
+    honoured = declaration(adapter_type, action).params
+    if honoured is None or action is Action.notify:
+        return []
+    refused = []
+    for key in sorted(params):
+        value = params[key]
+        if key in PLANNER_PARAMS or key.startswith("_") or value in (False, None, "", [], {}):
+            continue
+        if key not in honoured and f"{key}={_spelled(value)}" not in honoured:
+            refused.append(f"{key}: {_spelled(value)}")
+    return refused

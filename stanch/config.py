@@ -8,12 +8,21 @@ setting (see :func:`load_settings`). Secrets are ``SecretStr`` so they never pri
 from __future__ import annotations
 
 import os
+import tomllib
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +31,7 @@ from pydantic_settings import (
 )
 
 from stanch.playbook.schema import Duration
+from stanch.provider_config import CREDENTIALS, OPTIONS, ProviderType, check_table
 from stanch.ssf.config import SsfSettings
 
 
@@ -166,12 +176,32 @@ class OidcSettings(_Section):
 
 
 class ProviderSettings(_Section):
-    """One configured identity provider. ``options`` are adapter-specific."""
+    """One configured identity provider. ``options`` and the credential tables are checked
+    against the type's models in :mod:`stanch.provider_config` (docs/providers.md)."""
 
-    type: str = Field(description="Adapter: mock, aws_iam, scim, vault, ldap, okta, entra.")
-    options: dict[str, Any] = Field(default_factory=dict)
+    type: ProviderType = Field(
+        description="Adapter: mock, aws_iam, scim, vault, ldap, okta, entra.")
+    enabled: bool = Field(default=True, description="false removes it (e.g. the demo `mock`).")
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     read_credentials: dict[str, SecretStr] = Field(default_factory=dict)
     action_credentials: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("type")
+        if kind is None:
+            return v
+        return check_table(kind, OPTIONS[kind], v)
+
+    @field_validator("read_credentials", "action_credentials")
+    @classmethod
+    def _credentials(cls, v: dict[str, SecretStr], info: ValidationInfo
+                     ) -> dict[str, SecretStr]:
+        kind = info.data.get("type")
+        if kind is None:
+            return v
+        return check_table(kind, CREDENTIALS[kind], v)
 
 
 class AuditSettings(_Section):
@@ -262,7 +292,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Directory of principals (for chat users, approvers)."
     )
     providers: dict[str, ProviderSettings] = Field(
-        default_factory=lambda: {"mock": ProviderSettings(type="mock")}
+        default_factory=lambda: {"mock": ProviderSettings(type="mock")},
+        description="Name → provider. The demo `mock` stays beside the ones you declare "
+        "unless you set `[providers.mock] enabled = false`.",
     )
     elevation_policies: dict[str, ElevationPolicy] = Field(
         default_factory=dict,
@@ -273,6 +305,13 @@ class Settings(BaseSettings):
         default_factory=ElevationPolicy, description="For scopes no pattern matches.")
     elevation_ledger_namespace: str = Field(
         default="", description="Salt of scope-lease workflow ids (tests isolate with it).")
+
+    @field_validator("providers")
+    @classmethod
+    def _keep_mock(cls, v: dict[str, ProviderSettings]) -> dict[str, ProviderSettings]:
+        # Declaring a provider must not silently remove the demo one: only `enabled = false`.
+        merged = {"mock": ProviderSettings(type="mock"), **v}
+        return {name: p for name, p in merged.items() if p.enabled}
 
     @classmethod
     def settings_customise_sources(
@@ -313,14 +352,27 @@ class Settings(BaseSettings):
         )
 
 
+_PROVIDER_TABLES = ("options", "read_credentials", "action_credentials")
 _SECRET_WORDS = ("secret", "token", "dsn", "key", "credential", "password")
 
 
-def _describe(err: ValidationError) -> str:
+def _toml_keys(path: str) -> set[str]:
+    try:
+        with open(path, "rb") as fh:
+            return set(tomllib.load(fh))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+
+
+def _describe(err: ValidationError, toml_path: str | None = None) -> str:
+    """One line per problem: where it was set (file or variable), the setting, the fix."""
+    in_file = _toml_keys(toml_path) if toml_path else set()
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
         env = "STANCH_" + "__".join(str(p).upper() for p in e["loc"])
+        where = (f"{toml_path}: " if e["loc"] and str(e["loc"][0]) in in_file
+                 and not os.environ.get("STANCH_" + str(e["loc"][0]).upper()) else "")
         got = e.get("input")
         secret = any(w in loc.lower() for w in _SECRET_WORDS)
         shown = (
@@ -328,7 +380,15 @@ def _describe(err: ValidationError) -> str:
             if secret or isinstance(got, dict | list) or got is None
             else f" (got {got!r})"
         )
-        lines.append(f"setting {loc} [{env}]: {e['msg']}{shown}")
+        msg = str(e["msg"])
+        table = str(e["loc"][-1]) if e["loc"] else ""
+        if e["type"] == "value_error" and table in _PROVIDER_TABLES:
+            # A provider table: each line is `key: problem; fix`.
+            for part in msg.removeprefix("Value error, ").splitlines():
+                key, _, text = part.partition(": ")
+                lines.append(f"{where}setting {loc}.{key} [{env}__{key.upper()}]: {text}")
+            continue
+        lines.append(f"{where}setting {loc} [{env}]: {msg}{shown}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -337,7 +397,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as err:
-        raise ConfigError(_describe(err)) from None
+        raise ConfigError(_describe(err, os.environ.get("STANCH_CONFIG", "stanch.toml"))
+                          ) from None
 
 
 @lru_cache(maxsize=1)

@@ -16,20 +16,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from stanch.audit import AuditStore
 from stanch.config import Settings
+from stanch.inventory import with_provider_type
 from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
 from stanch.playbook import Playbook, match
 from workflows.containment import ContainmentWorkflow, initial_search_attributes
 from workflows.containment_types import ContainmentInput, NewAlertInput, NewAlertResult
 
 ClientFactory = Callable[[], Awaitable[Client]]
-
-
-def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
-    """The identity with its provider's adapter type, which the planner's declarations need."""
-    conf = settings.providers.get(identity.ref.provider)
-    if conf is None or identity.provider_type == conf.type:
-        return identity
-    return identity.model_copy(update={"provider_type": conf.type})
 
 
 class Dispatcher:
@@ -86,6 +79,7 @@ class Dispatcher:
                 reason=result.plan_reason, ticket=ticket,
                 data={"playbook": result.playbook, "queued": result.queued,
                       "planned": result.planned, "loses": result.loses,
+                      "skipped": result.skipped,
                       "category": alert.category.value,
                       "severity": alert.severity.value, "requested_by": requested_by},
                 dedup_key=f"plan:{wid}:{alert.id}"))

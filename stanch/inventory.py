@@ -294,6 +294,53 @@ class YamlInventory:
         )
 
 
+_ALIAS_TYPES = (NameType.upn, NameType.access_key_id, NameType.arn, NameType.app_id,
+                NameType.aad_object_id, NameType.sid, NameType.username, NameType.other)
+
+
+def lookup(inventory: Inventory, text: str) -> IdentityContext | None:
+    """The identity an on-call person means by ``text``: its key ``provider:id``, its
+    inventory id (``app-reporting``, an ARN, a DN) when one provider has it, or any alias
+    (UPN, username, access key id, ARN, object id, SID, app id, token alias)."""
+    text = text.strip()
+    found = inventory.get(text)
+    if found is not None:
+        return found
+    by_id = [c for c in inventory.all() if c.ref.id == text]
+    if len(by_id) == 1:
+        return by_id[0]
+    for name_type in _ALIAS_TYPES:
+        found = inventory.resolve(IdentityMention(name=text, name_type=name_type), "manual")
+        if found is not None and found.in_inventory:
+            return found
+    return None
+
+
+def located_entries(paths: Sequence[Path]
+                    ) -> tuple[list[tuple[InventoryEntry, str, int]], list[LocatedError]]:
+    """Every entry with where it is written (``file:line``, index in ``identities``), and
+    what did not load; for checks that point at the line to fix (``stanch doctor``)."""
+    errors: list[LocatedError] = []
+    out: list[tuple[InventoryEntry, str, int]] = []
+    for path in _files(paths, errors):
+        doc, found = read_yaml(path)
+        errors.extend(found)
+        if doc is None or found:
+            continue
+        parsed = _parse(doc, errors)
+        for i, entry in enumerate(parsed.identities if parsed else []):
+            out.append((entry, f"{doc.file}:{doc.line(('identities', i))}", i))
+    return out, errors
+
+
+def with_provider_type(identity: IdentityContext, settings: Settings) -> IdentityContext:
+    """The identity with its provider's adapter type, so the plan fits what it can do."""
+    conf = settings.providers.get(identity.ref.provider)
+    if conf is None or identity.provider_type == conf.type:
+        return identity
+    return identity.model_copy(update={"provider_type": conf.type})
+
+
 def load_inventory(settings: Settings) -> Inventory:
     """The configured inventory: YAML files under ``settings.inventory_paths``."""
     return YamlInventory.from_paths(settings.inventory_paths)

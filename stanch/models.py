@@ -364,6 +364,12 @@ class PlannedStep(_Model):
     loss_gate: str = Field(
         default="", description="Why the step waits for a human because of what it loses; "
         "empty when it does not.")
+    skipped: str | None = Field(
+        default=None, description="Set when the step will not run on this identity's "
+        "provider: why (the action or a parameter is not supported there).")
+    refused: bool = Field(
+        default=False, description="With `skipped`: the step as written cannot be honoured "
+        "(a parameter the provider cannot do), so a human must decide; not a mere skip.")
 
 
 class Plan(_Model):

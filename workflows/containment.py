@@ -438,8 +438,25 @@ class ContainmentWorkflow:
                       declared=workflow.patched(DECLARED_PLAN))
         queued: list[str] = []
         rank = alert.severity.rank
+        skipped: dict[str, str] = {}
         for step in result.steps:
             existing = self._find(step.step_id)
+            if step.skipped is not None and workflow.patched(PLAN_SKIPS):
+                skipped[step.step_id] = step.skipped
+                if existing is None:
+                    held = StepState(
+                        step=step, action_id=f"act-{workflow.uuid4().hex[:24]}",
+                        alert_ids=[alert.id], requested_by=inp.requested_by,
+                        reason=inp.reason or alert.title, ticket=inp.ticket,
+                        severity_rank=rank, queued_at=workflow.now(), note=step.skipped,
+                        status=StepStatus.refused if step.refused else StepStatus.skipped)
+                    self.steps.append(held)
+                    if step.refused:  # the playbook asks what the provider cannot do
+                        self._notify(held, "step_refused", self._escalation_targets(held),
+                                     actions=False)
+                elif alert.id not in existing.alert_ids:
+                    existing.alert_ids.append(alert.id)
+                continue
             if existing is not None and (existing.status in ACTIVE or existing.status in DONE):
                 if alert.id not in existing.alert_ids:
                     existing.alert_ids.append(alert.id)
@@ -470,8 +487,10 @@ class ContainmentWorkflow:
         self._set_sa()
         return NewAlertResult(workflow_id=self._wid, alert_id=alert.id, deduplicated=False,
                               playbook=result.playbook, queued=queued, plan_reason=result.reason,
-                              planned=[s.step_id for s in result.steps],
-                              loses={s.step_id: s.loses for s in result.steps if s.loses})
+                              planned=[s.step_id for s in result.steps if s.skipped is None],
+                              loses={s.step_id: s.loses for s in result.steps
+                                     if s.loses and s.skipped is None},
+                              skipped=skipped)
 
     @add_alert.validator
     def _validate_add_alert(self, inp: NewAlertInput) -> None:
@@ -632,7 +651,7 @@ class ContainmentWorkflow:
         if any(s.status in (StepStatus.queued, StepStatus.approved, StepStatus.applying)
                for s in self.steps):
             return ContainmentState.active
-        if any(s.status is StepStatus.failed for s in self.steps):
+        if any(s.status in (StepStatus.failed, StepStatus.refused) for s in self.steps):
             return ContainmentState.failed
         return ContainmentState.contained
 
@@ -670,7 +689,7 @@ class ContainmentWorkflow:
             result=s.result.model_dump(mode="json") if s.result else None,
             undo=s.result.undo.model_dump(mode="json") if s.result and s.result.undo else None,
             irreversible=bool(s.result.irreversible) if s.result else s.step.irreversible,
-            revert_at=s.revert_at, error=s.error, changes=s.step.changes,
+            revert_at=s.revert_at, error=s.error, note=s.note, changes=s.step.changes,
             undo_restores=s.step.undo_restores, loses=s.step.loses, loss_gate=s.step.loss_gate,
         )
 
@@ -777,6 +796,8 @@ class ContainmentWorkflow:
 
 LOCAL_QUICK = "quick-steps-local"
 DECLARED_PLAN = "plan-declared-losses-per-target"
+# Steps the identity's provider cannot run are kept as skipped/refused, never run.
+PLAN_SKIPS = "plan-skips-unsupported"
 
 
 def _quick(name: str, arg: Any, *, result_type: type[Any]) -> Any:

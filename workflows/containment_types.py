@@ -33,6 +33,8 @@ class StepStatus(StrEnum):
     failed = "failed"
     reverted = "reverted"  # undone by revert_after or rollback
     cancelled = "cancelled"
+    skipped = "skipped"  # the provider lacks the action: planned as skipped, with the reason
+    refused = "refused"  # a parameter the provider cannot honour: refused at plan time
 
 
 ACTIVE = {StepStatus.queued, StepStatus.awaiting_approval, StepStatus.approved,
@@ -67,6 +69,7 @@ class StepState(BaseModel):
     confirmed_by: str | None = None
     undo_result: ActionResult | None = None
     error: str | None = None
+    note: str | None = None
 
 
 class Review(BaseModel):
@@ -130,6 +133,8 @@ class NewAlertResult(BaseModel):
     loses: dict[str, list[str]] = Field(
         default_factory=dict, description="Planned step id → what rollback cannot restore "
         "(declared before it runs), for the steps that lose anything.")
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="Step id → why it will not run on this provider.")
 
 
 class DecisionInput(BaseModel):
@@ -220,6 +225,7 @@ class StepView(BaseModel):
     loses: list[str] = Field(default_factory=list,
                              description="Declared: what rollback cannot restore (loss ids).")
     loss_gate: str = Field(default="", description="Why it waits for a human, when a loss does.")
+    note: str | None = Field(default=None, description="Why a step was skipped or refused.")
 
 
 class ContainmentStatus(BaseModel):

@@ -99,18 +99,49 @@ class SecretDrop:
     def __init__(self, directory: str | os.PathLike[str] | None) -> None:
         self.directory = Path(directory) if directory else None
 
-    def deliver(self, provider: str, identity_id: str, credential_id: str, secret: str) -> str:
-        """Store the secret; return a note for the result (a path, never the value)."""
+    def _path(self, provider: str, identity_id: str, credential_id: str) -> Path | None:
         if self.directory is None:
-            return "secret discarded (set options.secret_drop_dir to deliver new secrets)"
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_"
                        for c in f"{provider}-{identity_id}-{credential_id}")
-        path = self.directory / f"{safe}.secret"
+        return self.directory / f"{safe}.secret"
+
+    def delivered(self, provider: str, identity_id: str, credential_id: str) -> str:
+        """A note for a credential an earlier attempt issued: was its secret delivered?"""
+        path = self._path(provider, identity_id, credential_id)
+        if path is not None and path.exists():
+            return f"secret written to {path}"
+        return ("the new secret was lost with the earlier attempt's answer (it is shown "
+                "once): issue another by hand for the owner")
+
+    def deliver(self, provider: str, identity_id: str, credential_id: str, secret: str) -> str:
+        """Store the secret; return a note for the result (a path, never the value)."""
+        path = self._path(provider, identity_id, credential_id)
+        if self.directory is None or path is None:
+            return "secret discarded (set options.secret_drop_dir to deliver new secrets)"
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(secret)
         return f"secret written to {path}"
+
+
+def issued_earlier(params: dict[str, Any], field: str, now: Iterable[str]) -> str | None:
+    """On a retry, the credential an earlier attempt of *this* action issued: listed now in
+    ``field`` and absent from the intent's snapshot (``params['_snapshot']``, recorded before
+    the first attempt wrote anything). None on a first attempt or when it is not one clear
+    credential. A retry that finds one resumes the rotation instead of issuing another."""
+    snap = params.get("_snapshot")
+    if not isinstance(snap, dict) or not isinstance(snap.get(field), dict | list):
+        return None
+    fresh = [i for i in now if i not in snap[field]]
+    return fresh[0] if len(fresh) == 1 else None
+
+
+def snapshot_before(params: dict[str, Any], field: str) -> Any:
+    """``field`` of the intent's snapshot (the state before the first attempt), or None."""
+    snap = params.get("_snapshot")
+    return snap.get(field) if isinstance(snap, dict) else None
 
 
 def wanted(params: dict[str, Any], native: str, playbook: str | None = None) -> list[str] | None:

@@ -50,7 +50,9 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     refuse_credential_kind,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -433,7 +435,16 @@ class AwsIamProvider:
             raise PermanentProviderError(f"{identity.id}: roles have no access keys to rotate",
                                          provider=self.name, code="Unsupported")
         before = await self._state(p)
-        keys: dict[str, str] = before["access_keys"]
+        now_keys: dict[str, str] = before["access_keys"]
+        keys = now_keys
+        resumed = issued_earlier(params, "access_keys", now_keys)
+        snap = snapshot_before(params, "access_keys")
+        if resumed is not None or (isinstance(snap, dict) and set(snap) == set(now_keys)):
+            # A retry: decide from the state before the first attempt (the intent snapshot),
+            # so a key an earlier attempt created (`resumed`) or deactivated is not issued or
+            # refused again; act only on what is still left to do.
+            keys = dict(snap)
+            before = dict(params["_snapshot"])
         old = self._rotation_source(p, keys, params)
         others_active = [k for k, s in keys.items() if k != old and s == "Active"]
         if keys[old] == "Inactive" and others_active:
@@ -441,15 +452,18 @@ class AwsIamProvider:
                                  before=before, after=before,
                                  message=f"access key {old} is inactive and "
                                          f"{others_active[0]} is active")
-        if len(keys) >= 2:
-            return await self._rotate_at_limit(action_id, identity, p, before, old)
-        created = await self._call("create_access_key", self._write.create_access_key,
-                                   UserName=p.name)
-        new_id = created["AccessKey"]["AccessKeyId"]
-        note = self._drop.deliver(self.name, p.name, new_id,
-                                  created["AccessKey"]["SecretAccessKey"])
-        del created
-        if keys[old] == "Active":
+        if resumed is None and len(keys) >= 2:
+            return await self._rotate_at_limit(action_id, identity, p, before, old, now_keys)
+        if resumed is not None:
+            new_id, note = resumed, self._drop.delivered(self.name, p.name, resumed)
+        else:
+            created = await self._call("create_access_key", self._write.create_access_key,
+                                       UserName=p.name)
+            new_id = created["AccessKey"]["AccessKeyId"]
+            note = self._drop.deliver(self.name, p.name, new_id,
+                                      created["AccessKey"]["SecretAccessKey"])
+            del created
+        if now_keys.get(old) == "Active":
             await self._set_key(p, old, "Inactive")
         after = await self._state(p)
         self._verify(after["access_keys"].get(old) == "Inactive"
@@ -485,7 +499,8 @@ class AwsIamProvider:
         return str(named)
 
     async def _rotate_at_limit(self, action_id: str, identity: IdentityRef, p: _Principal,
-                               before: dict[str, Any], old: str) -> ActionResult:
+                               before: dict[str, Any], old: str,
+                               now_keys: dict[str, str]) -> ActionResult:
         """AWS allows two keys: no key is ever deleted to make room. An active old key is
         deactivated (contained, reversible) and no new key issued; otherwise a human must
         choose which key to delete."""
@@ -496,7 +511,8 @@ class AwsIamProvider:
                 f"user {p.name} has 2 access keys ({old}, {extra}), both inactive; AWS allows "
                 f"2. Stanch never deletes a key: delete one by hand, then retry",
                 provider=self.name, code="LimitExceeded")
-        await self._set_key(p, old, "Inactive")
+        if now_keys.get(old) == "Active":  # a retry finds it already deactivated
+            await self._set_key(p, old, "Inactive")
         after = await self._state(p)
         self._verify(after["access_keys"].get(old) == "Inactive", "deactivate", identity)
         log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,

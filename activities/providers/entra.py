@@ -41,9 +41,11 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     named_secret,
     refuse_credential_kind,
     refuse_credential_target,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -295,6 +297,15 @@ class EntraProvider:
         if repeat is not None:
             return repeat
         before = await self._state(identity)
+        since = snapshot_before(params, "signInSessionsValidFromDateTime")
+        if since is not None and before["signInSessionsValidFromDateTime"] != since:
+            # The intent's snapshot shows an older revocation time: an earlier attempt of
+            # this action revoked them; revoking again would end sessions begun since.
+            done = action_result(action_id, Action.force_reauth, identity, changed=False,
+                                 before=before, after=before, irreversible=True,
+                                 message="sessions were already revoked by this action")
+            self._done.add(done)
+            return done
         await self._api.request("POST", f"/users/{seg(identity.id)}/revokeSignInSessions",
                                 write=True, expect=(200,), what="revokeSignInSessions")
         after = await self._state(identity)
@@ -355,6 +366,13 @@ class EntraProvider:
         sp = identity.id
         before = await self._state(identity)
         keys: list[str] = before["password_key_ids"]
+        resumed = issued_earlier(params, "password_key_ids", keys)
+        now_keys = keys
+        if resumed is not None:
+            # An earlier attempt added `resumed` and lost the answer: finish that rotation
+            # from the state before it, never add a second password.
+            before = dict(params["_snapshot"])
+            keys = list(before["password_key_ids"])
         old = named_secret(params, "key_id", keys, self.name, f"service principal {sp}")
         if old is None:
             if len(keys) != 1:
@@ -366,16 +384,21 @@ class EntraProvider:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before, irreversible=True,
                                  message=f"password {old} is already removed")
-        made = (await self._api.request(
-            "POST", f"/servicePrincipals/{seg(sp)}/addPassword", write=True, expect=(200,),
-            what="addPassword",
-            json={"passwordCredential": {"displayName": f"stanch rotation {action_id}"[:100]}},
-        )).json()
-        new = made["keyId"]
-        note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
-        made.clear()
-        await self._api.request("POST", f"/servicePrincipals/{seg(sp)}/removePassword", write=True,
-                                expect=(204,), what="removePassword", json={"keyId": old})
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, sp, resumed)
+        else:
+            made = (await self._api.request(
+                "POST", f"/servicePrincipals/{seg(sp)}/addPassword", write=True, expect=(200,),
+                what="addPassword", json={"passwordCredential": {
+                    "displayName": f"stanch rotation {action_id}"[:100]}},
+            )).json()
+            new = made["keyId"]
+            note = self._drop.deliver(self.name, sp, new, made.get("secretText", ""))
+            made.clear()
+        if resumed is None or old in now_keys:  # a resumed rotation may have removed it
+            await self._api.request("POST", f"/servicePrincipals/{seg(sp)}/removePassword",
+                                    write=True, expect=(204,), what="removePassword",
+                                    json={"keyId": old})
         after = await self._state(identity)
         self._verify(old not in after["password_key_ids"] and new in after["password_key_ids"],
                      "password rotation")

@@ -6,8 +6,11 @@
 - rotate: Password Modify extended operation (RFC 3062) with a random password the server
   hashes. Irreversible: the old ``userPassword`` hash is deliberately *not* captured, since
   a hash stored in workflow history and the audit trail is crackable credential material.
-  The new password goes to ``options.secret_drop_dir`` or is discarded. Params
-  ``password_fingerprint`` (from the snapshot) makes a repeat report "already".
+  The new password goes to ``options.secret_drop_dir`` (before the write, so a lost answer
+  does not lose it) or is discarded. The fingerprint of ``password_fingerprint`` (a param,
+  or the intent's snapshot on a retry) makes a repeat report "already", so a retry never
+  changes the password twice. A read account that cannot see ``userPassword`` cannot
+  verify the change: rotate then fails permanently *before* writing.
 - revoke: lock with ``pwdAccountLockedTime: 000001010000Z`` (permanent lock). This needs
   the ``ppolicy`` overlay with a policy that has ``pwdLockout: TRUE``; without the overlay
   the attribute is undefined and revoke fails permanently saying so. Undo deletes the
@@ -49,6 +52,7 @@ from activities.providers._common import (
     dispatch_undo,
     refuse_credential_kind,
     refuse_credential_target,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -313,7 +317,18 @@ class LdapProvider:
         if repeat is not None:
             return repeat
         before = await self._state(dn)
-        expected = params.get("password_fingerprint")
+        if before["password_fingerprint"] is None:
+            # Without seeing the attribute no change can be verified, and a retry would
+            # change the password again: refuse before writing, for a human to fix.
+            raise PermanentProviderError(
+                f"cannot verify a password change on {dn}: the read account cannot see "
+                "userPassword (or the entry has none); grant the read account read access "
+                f"to userPassword (check with `stanch providers check {self.name}`)",
+                provider=self.name, code="VerifyImpossible")
+        # The fingerprint before this action's first attempt (a retry's intent snapshot):
+        # a different one now means an earlier attempt of this action already changed it.
+        expected = params.get("password_fingerprint") or snapshot_before(
+            params, "password_fingerprint")
         if expected is not None and before["password_fingerprint"] != expected:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before, irreversible=True,
@@ -324,8 +339,9 @@ class LdapProvider:
             ok = conn.extend.standard.modify_password(dn, new_password=new_password)
             return self._check(conn, bool(ok), f"password modify {dn}")
 
-        await self._run(f"password modify {dn}", True, modify)
+        # Delivered first: an answer lost after the write must not lose the new password.
         note = self._drop.deliver(self.name, dn, "password", new_password)
+        await self._run(f"password modify {dn}", True, modify)
         after = await self._state(dn)
         self._verify(after["password_fingerprint"] != before["password_fingerprint"],
                      "password change")

@@ -42,9 +42,11 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     named_secret,
     refuse_credential_kind,
     refuse_credential_target,
+    snapshot_before,
     undo_result,
     wanted,
 )
@@ -284,6 +286,15 @@ class OktaProvider:
         app = identity.id
         before = await self._app_state(app)
         secrets: dict[str, str] = before["secrets"]
+        now_secrets = secrets
+        resumed = issued_earlier(params, "secrets", now_secrets)
+        snap = snapshot_before(params, "secrets")
+        if resumed is not None or (isinstance(snap, dict) and set(snap) == set(now_secrets)):
+            # A retry: decide from the state before the first attempt (the intent snapshot),
+            # so a secret an earlier attempt created (`resumed`) or deactivated is not
+            # issued or refused again; act only on what is still left to do.
+            before = dict(params["_snapshot"])
+            secrets = dict(snap)
         old = named_secret(params, "secret_id", secrets, self.name, f"app {app}")
         if old is None:
             active = [s for s, st in secrets.items() if st == "ACTIVE"]
@@ -301,16 +312,19 @@ class OktaProvider:
                                  before=before, after=before,
                                  message=f"secret {old} is inactive and {others_active[0]} "
                                          "is active")
-        if len(secrets) >= 2:
-            return await self._rotate_at_limit(action_id, identity, before, old)
-        # POST /api/v1/apps/{appId}/credentials/secrets
-        made = (await self._api.request("POST", f"/api/v1/apps/{seg(app)}/credentials/secrets",
-                                        write=True, expect=(201,), json={},
-                                        what="create client secret")).json()
-        new = made["id"]
-        note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
-        made.clear()
-        if secrets[old] == "ACTIVE":
+        if resumed is None and len(secrets) >= 2:
+            return await self._rotate_at_limit(action_id, identity, before, old, now_secrets)
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, app, resumed)
+        else:
+            # POST /api/v1/apps/{appId}/credentials/secrets
+            made = (await self._api.request(
+                "POST", f"/api/v1/apps/{seg(app)}/credentials/secrets", write=True,
+                expect=(201,), json={}, what="create client secret")).json()
+            new = made["id"]
+            note = self._drop.deliver(self.name, app, new, made.get("client_secret", ""))
+            made.clear()
+        if now_secrets.get(old) == "ACTIVE":
             await self._secret_op(app, old, "deactivate")
         after = await self._app_state(app)
         self._verify(after["secrets"].get(old) == "INACTIVE"
@@ -328,7 +342,8 @@ class OktaProvider:
                                       f"{new}"))
 
     async def _rotate_at_limit(self, action_id: str, identity: IdentityRef,
-                               before: dict[str, Any], old: str) -> ActionResult:
+                               before: dict[str, Any], old: str,
+                               now_secrets: dict[str, str]) -> ActionResult:
         """Okta keeps two secrets; Stanch never deletes one to make room. An active old
         secret is deactivated (contained, reversible) and none issued; else a human decides."""
         app, secrets = identity.id, before["secrets"]
@@ -338,7 +353,8 @@ class OktaProvider:
                 f"app {app} has 2 client secrets ({old}, {extra}), both inactive; Okta allows "
                 "2. Stanch never deletes a secret: delete one by hand, then retry",
                 provider=self.name, code="LimitExceeded")
-        await self._secret_op(app, old, "deactivate")
+        if now_secrets.get(old) == "ACTIVE":  # a retry finds it already deactivated
+            await self._secret_op(app, old, "deactivate")
         after = await self._app_state(app)
         self._verify(after["secrets"].get(old) == "INACTIVE", "secret deactivation")
         log.info("action.applied", provider=self.name, action="rotate", action_id=action_id,

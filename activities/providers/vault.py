@@ -40,6 +40,7 @@ from activities.providers._common import (
     SecretDrop,
     action_result,
     dispatch_undo,
+    issued_earlier,
     named_secret,
     refuse_credential_kind,
     refuse_credential_target,
@@ -302,6 +303,13 @@ class VaultProvider:
         refuse_credential_kind(self.name, identity, params, "secret_id")
         before = await self._approle_state(role)
         accessors: list[str] = before["secret_id_accessors"]
+        resumed = issued_earlier(params, "secret_id_accessors", accessors)
+        now = accessors
+        if resumed is not None:
+            # An earlier attempt generated `resumed` and lost the answer: finish that
+            # rotation from the state before it, never generate a second secret-id.
+            before = dict(params["_snapshot"])
+            accessors = list(before["secret_id_accessors"])
         old = named_secret(params, "secret_id_accessor", accessors, self.name,
                            f"approle {role}")
         if old is None:
@@ -315,14 +323,19 @@ class VaultProvider:
             return action_result(action_id, Action.rotate, identity, changed=False,
                                  before=before, after=before, irreversible=True,
                                  message=f"secret-id {old} is already destroyed")
-        made = await self._must("generate secret-id",
-                                self._write.auth.approle.generate_secret_id, role,
-                                mount_point=self._approle_mount)
-        new = made["data"]["secret_id_accessor"]
-        note = self._drop.deliver(self.name, role, new, made["data"]["secret_id"])
-        del made
-        await self._must("destroy secret-id", self._write.auth.approle.destroy_secret_id_accessor,
-                         role, old, mount_point=self._approle_mount)
+        if resumed is not None:
+            new, note = resumed, self._drop.delivered(self.name, role, resumed)
+        else:
+            made = await self._must("generate secret-id",
+                                    self._write.auth.approle.generate_secret_id, role,
+                                    mount_point=self._approle_mount)
+            new = made["data"]["secret_id_accessor"]
+            note = self._drop.deliver(self.name, role, new, made["data"]["secret_id"])
+            del made
+        if resumed is None or old in now:  # a resumed rotation may have destroyed it
+            await self._must("destroy secret-id",
+                             self._write.auth.approle.destroy_secret_id_accessor,
+                             role, old, mount_point=self._approle_mount)
         after = await self._approle_state(role)
         self._verify(old not in after["secret_id_accessors"]
                      and new in after["secret_id_accessors"], "secret-id rotation")

@@ -23,7 +23,7 @@ from stanch.api._common import (
 from stanch.api.auth import require
 from stanch.api.decisions import Decider
 from stanch.dispatch import Dispatcher
-from stanch.inventory import Inventory
+from stanch.inventory import Inventory, lookup
 from stanch.models import (
     Action,
     Alert,
@@ -119,14 +119,7 @@ class ManualRequest(BaseModel):
 
 
 def _resolve_identity(inventory: Inventory, text: str) -> IdentityContext | None:
-    name_type = NameType.provider_id if re.fullmatch(r"[a-z_]+:[^\s]+", text) else NameType.other
-    ctx = inventory.resolve(IdentityMention(name=text, name_type=name_type), "manual")
-    if ctx is None and name_type is not NameType.provider_id:
-        for nt in (NameType.upn, NameType.access_key_id, NameType.app_id, NameType.username):
-            ctx = inventory.resolve(IdentityMention(name=text, name_type=nt), "manual")
-            if ctx is not None:
-                break
-    return ctx
+    return lookup(inventory, text)
 
 
 @router.post("", status_code=202)

@@ -31,7 +31,8 @@ def send(
         "--url", envvar="STANCH_API_URL", help="API base URL (default: settings api).")] = None,
     secret_env: Annotated[str | None, typer.Option(
         "--secret-env", help="Environment variable holding the signing secret/token "
-                             "(default: the source's first configured secret).")] = None,
+                             "(default: the source's first configured secret, else the "
+                             "local stack's .stanch/source-token).")] = None,
     mode: Annotated[str | None, typer.Option(
         "--mode", help=f"Signing mode, one of {', '.join(_MODES)} "
                        "(default: the source's configured mode).")] = None,
@@ -47,7 +48,8 @@ def send(
             _fail(f"{err}\n(or pass --url and --secret-env)", 2)
         settings = Settings.model_construct()
     conf = settings.sources.get(source)
-    use_mode = mode or (conf.mode if conf else "open")
+    local = None if conf or secret_env else _local_stack(settings.state_dir, source)
+    use_mode = mode or (conf.mode if conf else local[0] if local else "open")
     if use_mode not in _MODES:
         _fail(f"--mode must be one of {', '.join(_MODES)} (got {use_mode!r})", 2)
     secret: str | None = None
@@ -57,6 +59,8 @@ def send(
             _fail(f"environment variable {secret_env} is not set", 2)
     elif conf and conf.secrets:
         secret = conf.secrets[0].get_secret_value()
+    elif local is not None:
+        secret = local[1]
     if use_mode != "open" and not secret:
         _fail(f"source {source} uses mode {use_mode}: configure sources.{source}.secrets "
               "or pass --secret-env VAR", 2)
@@ -120,6 +124,17 @@ def dead_letter(
     for dl in letters:
         typer.echo(f"{dl.id:<24} {dl.source:<12} {dl.received_at.isoformat():<25} "
                    f"{len(dl.body):>7}  {dl.reason}")
+
+
+def _local_stack(state_dir: Path, source: str) -> tuple[str, str] | None:
+    """The source token `stanch up` generated (``<state_dir>/source-token``) and the mode it
+    configured for the source, when no source is configured here: the local stack's
+    settings live in its children's environment, not in this shell's."""
+    try:
+        token = (state_dir / "source-token").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return ("url_token" if source == "splunk" else "bearer", token) if token else None
 
 
 def _default_url() -> str:

@@ -114,6 +114,8 @@ def _print_status(st: dict[str, Any]) -> None:
         status_text = _s(s.get("status"))
         if s.get("error"):
             status_text += f" ({s['error']})"
+        elif s.get("note"):  # skipped or refused at plan time: say why
+            status_text += f" ({s['note']})"
         if s.get("loss_gate") and awaiting:
             awaiting += f"; because {s['loss_gate']}"
         steps.add_row(s.get("step_id", ""), _s(s.get("action")), status_text, awaiting,

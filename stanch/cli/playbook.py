@@ -19,7 +19,7 @@ from rich.markup import escape
 from stanch.capabilities import LOSSES, adapter_type, declaration, supports
 from stanch.cli._app import app
 from stanch.config import ConfigError, Settings, load_settings
-from stanch.inventory import Inventory, InventoryError, YamlInventory
+from stanch.inventory import Inventory, InventoryError, YamlInventory, with_provider_type
 from stanch.models import Action, Alert, PlanState
 from stanch.playbook.errors import LoadError
 from stanch.playbook.fixtures import find_fixtures, run_fixtures, summarize
@@ -90,15 +90,14 @@ def simulate_cmd(
     """Show which playbook matches, the planned ladder and who each step waits for."""
     playbooks, inventory = _load(playbooks_path, inventory_path)
     state = _read_state(state_file)
+    settings = _settings()
     try:
         alerts = read_alerts(alert_file, source, datetime.now(UTC))
-        types = _provider_types()
         runs = []
         for alert in alerts:
             for r in resolve_identities(alert, inventory, identity):
-                if r.identity is not None and r.identity.ref.provider in types:
-                    r = replace(r, identity=r.identity.model_copy(
-                        update={"provider_type": types[r.identity.ref.provider]}))
+                if r.identity is not None:  # fitted to (and declared for) its provider type
+                    r = replace(r, identity=with_provider_type(r.identity, settings))
                 runs.append((alert, r, explain(alert, r.identity, playbooks, state)
                              if r.identity else None))
     except SimulationError as exc:
@@ -133,9 +132,13 @@ def test_cmd(
     inventory_path: list[Path] | None = INVENTORY_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Run `*.alert.json` → `*.expected.yaml` fixtures; exit 1 with a diff on any mismatch."""
-    playbooks, inventory = _load(playbooks_path, inventory_path)
+    """Run `*.alert.json` → `*.expected.yaml` fixtures; exit 1 with a diff on any mismatch.
+    An `inventory.yaml` beside the fixtures is loaded with the inventory (identities only
+    the fixtures use, e.g. the AWS examples)."""
     folder = directory or _settings().playbooks_dir / "tests"
+    if inventory_path is None and (folder / "inventory.yaml").is_file():
+        inventory_path = [*_settings().inventory_paths, folder / "inventory.yaml"]
+    playbooks, inventory = _load(playbooks_path, inventory_path)
     if not folder.is_dir():
         _fail(f"{folder}: no such directory")
     results = run_fixtures(folder, playbooks, inventory)
@@ -245,6 +248,11 @@ def _print_explanation(resolution: Any, ex: Explanation) -> None:
         if d.step is None:
             _out.print(f"  - {d.step_id}  skipped: {escape(d.reason)}", style="dim")
             continue
+        if d.step.skipped is not None:
+            word = "refused" if d.step.refused else "skipped"
+            _out.print(f"  [yellow]✗[/] [bold]{d.step_id}[/]  {word}: "
+                       f"{escape(d.step.skipped)}")
+            continue
         mark = "[yellow]⏸[/]" if d.step.approval else "[green]▶[/]"
         line = f"  {mark} [bold]{d.step_id}[/]  {escape(_gate(d.step, d.reason))}"
         if d.step.revert_after:
@@ -275,14 +283,6 @@ def _print_declaration(step: Any, identity: Any) -> None:
                    f"{escape(LOSSES.get(loss, loss))}")
     if step.loss_gate:
         _out.print(f"      [yellow]needs approval because[/] {escape(step.loss_gate)}")
-
-
-def _provider_types() -> dict[str, str]:
-    """Provider name → adapter type from the settings (none when there are no settings)."""
-    try:
-        return {name: p.type for name, p in load_settings().providers.items()}
-    except ConfigError:
-        return {}
 
 
 def _gate(step: Any, reason: str) -> str:

@@ -9,17 +9,20 @@ import sys
 import typer
 
 from stanch.cli._app import app
+from stanch.cli.doctor import require_healthy
 from stanch.config import ConfigError, Settings, load_settings
 from stanch.logging import configure_logging
 from stanch.statedir import make_private
 
 
-def _settings() -> Settings:
+def _settings(doctor: str | None = None) -> Settings:
     try:
         settings = load_settings()
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    if doctor is not None:
+        require_healthy(settings, doctor)  # before the incident, not during it
     configure_logging(settings.log_level, settings.log_format)
     make_private(settings.state_dir, set_umask=True)
     return settings
@@ -28,7 +31,7 @@ def _settings() -> Settings:
 @app.command()
 def up() -> None:
     """Start the Temporal dev server, worker, API and mock IdP; Ctrl-C stops them all."""
-    settings = _settings()
+    settings = _settings("up")
     from stanch.runtime import up as run_up
 
     try:
@@ -54,7 +57,7 @@ def console_link(principal: str = typer.Option(
 @app.command()
 def worker() -> None:
     """Run the Temporal worker against an existing Temporal server."""
-    settings = _settings()
+    settings = _settings("worker")
     from stanch.worker import run_worker
 
     async def main() -> None:
@@ -70,7 +73,7 @@ def worker() -> None:
 @app.command()
 def api() -> None:
     """Serve the HTTP API (webhooks, containments, decisions, audit)."""
-    settings = _settings()
+    settings = _settings("api")
     import uvicorn
 
     from stanch.api.app import create_app

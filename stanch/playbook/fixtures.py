@@ -182,7 +182,7 @@ def _render_actual(actual: dict[str, Any], expected: _Expect) -> str:
 
 def summarize(step: PlannedStep) -> dict[str, Any]:
     """A planned step in the words of an expected file (and of ``simulate``)."""
-    return {
+    out = {
         "id": step.step_id,
         "action": step.action.value,
         "approval": list(step.approval.groups) if step.approval else None,
@@ -196,3 +196,6 @@ def summarize(step: PlannedStep) -> dict[str, Any]:
         "loses": list(step.loses),
         "loss_gate": step.loss_gate or None,
     }
+    if step.skipped is not None:  # only where a provider type was known
+        out["skipped"] = step.skipped
+    return out

@@ -3,7 +3,13 @@
 PURE and deterministic: no clock, no I/O, no randomness, no reliance on set or dict order.
 The containment workflow calls :func:`plan` inside workflow code and ``stanch playbook
 simulate`` calls the same function, so what simulate shows is what runs. Imports only
-pydantic, the stdlib and :mod:`stanch.models`/:mod:`stanch.playbook.schema`.
+pydantic, the stdlib and :mod:`stanch.models`/:mod:`stanch.playbook.schema`/
+:mod:`stanch.capabilities` (pure data).
+
+When ``identity.provider_type`` is set, each step is fitted to what that adapter declares
+(:mod:`stanch.capabilities`): a step whose action the provider lacks is planned with
+``skipped`` set (or replaced by its ``fallback``), and one with a parameter the provider
+cannot honour is ``refused``. Neither runs; both are shown with the reason.
 
 Inputs the workflow must pass the same way every time:
 
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stanch.capabilities import declaration, unhonoured
 from stanch.models import (
     Action,
     Alert,
@@ -164,9 +171,11 @@ def explain(
     if top is None:
         reason = f"{chosen.name}: {why}"
     else:
-        reason = (
-            f"{chosen.name}: {why}; {len(steps)} of {len(chosen.ladder)} steps planned"
-        )
+        runs = [s for s in steps if s.skipped is None]
+        reason = f"{chosen.name}: {why}; {len(runs)} of {len(chosen.ladder)} steps planned"
+        for s in steps:
+            if s.skipped is not None:
+                reason += f"; {s.skipped}"
     return Explanation(
         plan=Plan(playbook=chosen.name, steps=steps, reason=reason),
         candidates=candidates,
@@ -237,10 +246,28 @@ def _decide(
                              reason=reason)
             )
             continue
+        step, skipped, refused, note = _fit(step, identity)
+        if skipped is None and top is not None and step.action.rung > top.rung:
+            skipped = (f"{note}, which is above {top.value}, the highest rung this alert "
+                       "allows: skipped")
+        if note:  # a fallback replaced the step: identified (and targeted) as what runs
+            target = target_of(step, alert) if declared else []
+            sid = step_id(pb.name, i, step.action, target)
+            if sid in applied:
+                decisions.append(
+                    StepDecision(index=i, step_id=sid, action=step.action, planned=False,
+                                 reason=f"{note}; already applied"))
+                continue
         planned, why = _resolve_step(pb, i, sid, step, alert, identity, state, earlier)
-        if declared:
-            planned, why = _declare(pb, step, planned, why, identity, target)
-        earlier.append(step.action)
+        if skipped is not None:
+            planned = planned.model_copy(update={"skipped": skipped, "refused": refused,
+                                                 "target": target})
+            why = skipped
+        else:
+            if declared:
+                planned, why = _declare(pb, step, planned, why, identity, target)
+            earlier.append(step.action)
+            why = f"{note}; {why}" if note else why
         decisions.append(
             StepDecision(index=i, step_id=sid, action=step.action, planned=True, reason=why,
                          step=planned)
@@ -307,6 +334,44 @@ def _declare(pb: Playbook, step: Step, planned: PlannedStep, why: str,
     approval = gated_on_timeout(approval)
     return (planned.model_copy(update={"approval": approval}),
             f"waits for approval from {', '.join(approval.groups)}: {planned.loss_gate}")
+def _fit(step: Step, identity: IdentityContext) -> tuple[Step, str | None, bool, str]:
+    """The step as the identity's provider can run it: ``(step, skipped, refused, note)``.
+
+    A missing action is skipped with the reason (never a failure at run time); a parameter
+    the provider cannot honour is refused rather than silently dropped. A declared
+    ``fallback`` replaces the step in both cases when the provider can run the fallback.
+    """
+    ptype = identity.provider_type
+    if ptype is None or step.action is Action.notify:
+        return step, None, False, ""
+    problem, refused = _misfit(ptype, step.action, step.params, identity)
+    if problem is None:
+        return step, None, False, ""
+    fb = step.fallback
+    if fb is not None:
+        action = fb.action or step.action
+        params = fb.params if fb.params is not None else step.params
+        if action is Action.notify or _misfit(ptype, action, params, identity)[0] is None:
+            alt = step.model_copy(update={"action": action, "params": params, "fallback": None,
+                                          "description": fb.description or step.description})
+            return alt, None, False, f"{problem}; fallback: {action.value}"
+    return step, problem, refused, ""
+
+
+def _misfit(ptype: str, action: Action, params: dict[str, object],
+            identity: IdentityContext) -> tuple[str | None, bool]:
+    decl = declaration(ptype, action)
+    if not decl.supported:
+        why = f" ({decl.reason})" if decl.reason else ""
+        return f"{action.value}: not supported by {ptype}, skipped{why}", False
+    kind = identity.ref.kind
+    if kind not in decl.kinds:
+        return f"{action.value}: not supported by {ptype} for a {kind.value}, skipped", False
+    bad = unhonoured(ptype, action, params)
+    if bad:
+        return (f"{action.value}: {ptype} cannot honour {'; '.join(bad)}, refused (fix the "
+                "playbook: drop the parameter or declare a fallback)"), True
+    return None, False
 
 
 def _resolve_approval(a: Approval, pb: Playbook, identity: IdentityContext) -> ApprovalPolicy:

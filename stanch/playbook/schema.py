@@ -337,6 +337,15 @@ NO_UNDO = frozenset({Action.notify, Action.force_reauth})
 # --------------------------------------------------------------------------- ladder
 
 
+class Fallback(_Spec):
+    """The replacement for a step its provider cannot run as written."""
+
+    action: Action | None = Field(default=None, description="Default: the step's own action.")
+    params: dict[str, Any] | None = Field(
+        default=None, description="Default: the step's own params.")
+    description: str = Field(default="", description="Shown instead of the step's.")
+
+
 class Step(_Spec):
     """One rung of the ladder."""
 
@@ -383,6 +392,17 @@ class Step(_Spec):
         + ", ".join(sorted(LOSSES)) + "). A step whose action loses anything on the "
         "identity's provider (see docs/providers.md) waits for approval, even when "
         "`waive_when` holds, unless every such loss is listed here.",
+    )
+    optional: bool = Field(
+        default=False,
+        description="Skipping the step where the identity's provider lacks its action is "
+        "expected (e.g. force_reauth on LDAP): `stanch doctor` does not flag it. Any step "
+        "the provider lacks is skipped with the reason, optional or not.",
+    )
+    fallback: Fallback | None = Field(
+        default=None,
+        description="What runs instead where the provider lacks the action or cannot honour "
+        "a parameter: another action and/or other params (same gates, same ceiling).",
     )
 
 

@@ -350,3 +350,20 @@ async def test_break_glass_review_ack_and_confirm(stack: Stack) -> None:
     st = await stack.status()
     assert st["reviews"][0]["acknowledged_by"] == "approver1"
     assert _step(st, "reduce_scope")["revert_at"] is None
+
+
+async def test_contain_takes_the_inventory_id_or_any_alias(stack: Stack) -> None:
+    """On-call types what they know: the inventory's own id works like `provider:id`."""
+    code, out, err = await stack.stanch("contain", "u-bob", "--level", "reduce_scope",
+                                        "--reason", "bare inventory id", "--json")
+    assert code == 0, err
+    assert json.loads(out)["identity"] == "mock:u-bob"
+    # the dispatcher tells the planner what the provider is, so steps fit it
+    assert (await stack.status())["identity"]["provider_type"] == "mock"
+    code, out, err = await stack.stanch("contain", "EXAMPLE\\bob", "--level", "reduce_scope",
+                                        "--reason", "domain user alias", "--json")
+    assert code == 0, err
+    assert json.loads(out)["workflow_id"] == BOB_WID
+    code, out, err = await stack.stanch("contain", "nobody-at-all", "--level", "revoke",
+                                        "--reason", "typo")
+    assert code == 1 and "unknown identity 'nobody-at-all'" in err

@@ -11,11 +11,12 @@ from stanch.inventory import Inventory, InventoryError, YamlInventory, load_inve
 from stanch.models import IdentityKind, IdentityMention, Level, NameType
 
 DEMO = Path("inventory")
+BUILD_BOT = "aws_iam:arn:aws:iam::123456789012:user/build-bot"
 
 
 @pytest.fixture(scope="module")
 def inv() -> YamlInventory:
-    return YamlInventory.from_paths([DEMO])
+    return YamlInventory.from_paths([DEMO, Path("examples/inventory")])
 
 
 @pytest.mark.parametrize(
@@ -32,8 +33,8 @@ def inv() -> YamlInventory:
         ("3f9a6c1e-reporting", NameType.app_id, "mock:app-reporting"),
         ("ci-token", NameType.token, "mock:tok-ci"),
         ("mock:tok-ci", NameType.provider_id, "mock:tok-ci"),
-        ("AKIAIOSFODNN7EXAMPLE", NameType.access_key_id, "aws_iam:build-bot"),
-        ("arn:aws:iam::123456789012:user/build-bot", NameType.arn, "aws_iam:build-bot"),
+        ("AKIAIOSFODNN7EXAMPLE", NameType.access_key_id, BUILD_BOT),
+        ("arn:aws:iam::123456789012:user/build-bot", NameType.arn, BUILD_BOT),
         ("ci-token", NameType.other, "mock:tok-ci"),
     ],
 )

@@ -11,7 +11,7 @@ from stanch.models import Alert, IdentityContext, IdentityKind, IdentityRef, Lev
 from stanch.playbook import Playbook, load_playbooks
 
 DEFAULT_PLAYBOOKS = Path("playbooks")
-DEFAULT_INVENTORY = Path("inventory")
+DEFAULT_INVENTORY = [Path("inventory"), Path("examples/inventory")]
 
 
 def alert(category: str, severity: str = "high", confidence: str = "high", *,
@@ -48,4 +48,4 @@ def defaults() -> list[Playbook]:
 
 
 def demo_inventory() -> YamlInventory:
-    return YamlInventory.from_paths([DEFAULT_INVENTORY])
+    return YamlInventory.from_paths(DEFAULT_INVENTORY)

@@ -35,7 +35,7 @@ def test_same_inputs_same_plan_whatever_the_playbook_order() -> None:
 
 def test_a_second_worse_alert_escalates_without_repeating_steps() -> None:
     pbs = defaults()
-    sa = demo_inventory().get("aws_iam:build-bot")
+    sa = demo_inventory().get("aws_iam:arn:aws:iam::123456789012:user/build-bot")
     assert sa is not None
     first = plan(alert("anomalous_api_use", "medium", "medium"), sa, pbs, PlanState())
     assert [s.action for s in first.steps] == [

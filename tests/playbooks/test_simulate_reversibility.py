@@ -37,6 +37,7 @@ CONFIG = """
 type = "aws_iam"
 [providers.corp-ldap]
 type = "ldap"
+options = {url = "ldap://127.0.0.1:1389", base = "dc=example,dc=com"}
 """
 
 GUARDDUTY = {
@@ -103,7 +104,7 @@ def test_guardduty_finding_for_an_iam_user(setup: Path) -> None:
 def test_leaked_credential_for_an_ldap_user(setup: Path) -> None:
     out = _simulate(setup, str(setup / "leak.json"))
     assert "playbook leaked-user-credential" in out
-    assert "not supported on ldap: LDAP has no sessions" in out
+    assert "force_reauth: not supported by ldap, skipped (LDAP has no sessions" in out
     rotate = out.split("leaked-user-credential:2:rotate")[1]
     # waive_when holds (high/high), but the password and the failed-login record are lost
     assert "waits for 1 of soc-approvers" in rotate.splitlines()[0]

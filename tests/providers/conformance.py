@@ -50,12 +50,15 @@ import pytest
 import structlog
 
 from activities.providers.base import (
+    FRESH_SNAPSHOT,
     IdentityProvider,
     PermanentProviderError,
     TransientProviderError,
     apply,
 )
 from stanch.models import Action, ActionResult, ActionStatus, IdentityRef
+
+from .retry import fail_after_write
 
 
 @dataclass
@@ -77,6 +80,28 @@ class ConformanceTarget:
     """Drops volatile fields (timestamps, etags) before snapshots are compared."""
     secrets: Callable[[], Iterable[str]] = lambda: ()
     """Secret values (credentials, newly issued secrets) that must never appear."""
+    issued: Callable[[dict[str, Any]], dict[str, Any]] = lambda s: _issued(s)
+    """What a second write of the same action would issue again (credential ids: lists) or
+    change again (a password fingerprint): a retry after a lost answer must not."""
+
+
+_ISSUED_FIELDS = ("access_keys", "secrets", "credentials", "password_key_ids",
+                  "secret_id_accessors", "password_fingerprint",
+                  "signInSessionsValidFromDateTime", "session_revocation_sid")
+
+
+def _issued(snapshot: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _ISSUED_FIELDS:
+        value = snapshot.get(key)
+        if isinstance(value, dict):
+            out[key] = sorted(value)
+        elif isinstance(value, list):
+            out[key] = sorted(str(v.get("id", v)) if isinstance(v, dict) else str(v)
+                              for v in value)
+        elif value is not None:
+            out[key] = value
+    return out
 
 
 def _new_action_id() -> str:
@@ -219,6 +244,44 @@ class ProviderConformance:
         assert result.message, "an irreversible result must say what cannot be undone"
         with pytest.raises(PermanentProviderError):
             await target.provider.undo(_new_action_id(), result)
+
+    async def test_retry_after_a_lost_answer_changes_once(self, target: ConformanceTarget,
+                                                          action: Action) -> None:
+        """A write lands, its answer is lost, the activity retries with the intent's
+        snapshot (as activities/containment.py does): exactly one change at the server.
+        Tried after the first, second and third write of the action, where it has them."""
+        for nth in (1, 2, 3):
+            case = await target.prepare(action)
+            before = await target.provider.snapshot(case.identity)
+            action_id = _new_action_id()
+            with fail_after_write(target.provider, nth) as fired:
+                try:
+                    await apply(target.provider, action, action_id, case.identity,
+                                {**case.params, FRESH_SNAPSHOT: before})
+                except TransientProviderError:
+                    pass
+            if not fired:
+                assert nth > 1, "the action wrote nothing"
+                return  # fewer than nth writes: every write point has been tried
+            written = await self._snap(target, case.identity)
+            retry = await apply(target.provider, action, action_id, case.identity,
+                                {**case.params, "_snapshot": before})
+            assert retry.status in (ActionStatus.applied, ActionStatus.already), retry.message
+            final = await self._snap(target, case.identity)
+            issued, earlier = target.issued(final), target.issued(written)
+            for key, value in issued.items():
+                if isinstance(value, list):
+                    new = sorted(set(value) - set(earlier.get(key, [])))
+                    assert not new, (f"the retry of {action.value} (answer lost after write "
+                                     f"{nth}) issued {key} {new} again")
+                else:
+                    assert value == earlier.get(key), (
+                        f"the retry of {action.value} (answer lost after write {nth}) "
+                        f"changed {key} again")
+            again = await apply(target.provider, action, action_id, case.identity,
+                                dict(case.params))
+            assert again.status is ActionStatus.already and not again.changed, again.message
+            assert_same_fields(final, await self._snap(target, case.identity))
 
     async def test_fault_is_transient(self, target: ConformanceTarget) -> None:
         if target.faulty is None:

@@ -88,7 +88,9 @@ class TestMockConformance(ProviderConformance):
         provider, spy = spy_provider
 
         async def prepare(action: Action) -> Case:
-            return Case(CASES[action])  # the fixture reset the IdP to its seed
+            # each case starts from the seed (a test may prepare several)
+            httpx.post(f"{mock_idp_url}/reset", timeout=10).raise_for_status()
+            return Case(CASES[action])
 
         @asynccontextmanager
         async def faulty() -> AsyncIterator[IdentityProvider]:

@@ -129,6 +129,35 @@ async def test_fresh_elevation_histories_replay(ts_env: WorkflowEnvironment,
             (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
+async def test_fresh_history_with_a_skipped_step_replays(
+        ts_env: WorkflowEnvironment, settings: Settings, task_queue: str,
+        mock_idp: str) -> None:
+    """A step the provider lacks is kept as skipped behind the `plan-skips-unsupported`
+    patch (the planner sees the provider type; the mock IdP still does the work)."""
+    from tests.workflows.helpers import ALICE
+
+    scim_alice = ALICE.model_copy(update={"provider_type": "scim"})
+    pb = playbook([{"action": "reduce_scope"}, {"action": "force_reauth"}])
+    async with running_worker(ts_env.client, settings, task_queue):
+        result = await send_alert(ts_env.client, task_queue, alert(), [pb], scim_alice)
+        assert list(result.skipped) == ["test-ladder:1:force_reauth"]
+        h = handle(ts_env.client, task_queue, scim_alice)
+        st = await _until(h, lambda s: s.steps[0].status is StepStatus.applied)
+        assert st.steps[1].status is StepStatus.skipped
+        await h.execute_update(ContainmentWorkflow.resolve, ResolveInput(
+            verdict=ResolveVerdict.true_positive, principal="carol", reason="replay"))
+        await h.result()
+        history = await h.fetch_history()
+    patches = [p.data for e in history.events
+               if e.HasField("marker_recorded_event_attributes")
+               for p in e.marker_recorded_event_attributes.details["patch-data"].payloads]
+    assert any(b"plan-skips-unsupported" in data for data in patches), patches
+    replayed = await _replayer().replay_workflow(history)
+    assert replayed.replay_failure is None
+    if os.environ.get("STANCH_RECORD_HISTORIES") == "1":
+        (HISTORIES / "containment-plan-skips.json").write_text(history.to_json())
+
+
 def _recorded() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
@@ -144,5 +173,5 @@ async def test_recorded_history_replays(path: Path) -> None:
 def test_recorded_histories_exist() -> None:
     names = {p.stem for p in _recorded()}
     for wanted in ("containment-full-ladder", "elevation-grant-expire",
-                   "scope-lease-grant-expire"):
+                   "scope-lease-grant-expire", "containment-plan-skips"):
         assert wanted in names, f"{wanted}: record with STANCH_RECORD_HISTORIES=1"
