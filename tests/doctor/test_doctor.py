@@ -93,6 +93,7 @@ ladder:
   - action: notify
     notify: [soc]
   - action: force_reauth
+    accept_loss: [leases, sessions]
 """
 
 

@@ -65,6 +65,12 @@ def test_fallback_to_another_action() -> None:
     [step] = ex.plan.steps
     assert step.skipped is None and step.action.value == "revoke"
     assert step.step_id == "pb:0:revoke"
+    # once the fallback ran, a later alert does not plan it again (its id is what ran)
+    again = explain(alert("leaked_secret"), _ldap_user(), [pb],
+                    PlanState(applied_step_ids=["pb:0:revoke"], applied_actions=["revoke"]))
+    assert again.plan.steps == []
+    [decision] = again.decisions
+    assert not decision.planned and decision.reason.endswith("already applied")
 
 
 def test_simulate_shows_the_skip_and_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

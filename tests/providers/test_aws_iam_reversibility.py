@@ -13,9 +13,11 @@ import pytest
 from pydantic import SecretStr
 
 from activities.providers.aws_iam import DENY_ALL_ARN, REVOKE_POLICY, AwsIamProvider
+from activities.providers.base import FRESH_SNAPSHOT, TransientProviderError
 from stanch.config import ProviderSettings, Settings
 from stanch.models import Action, IdentityKind, IdentityRef
 
+from .retry import fail_after_write
 from .reversibility import Dump, assert_rollback_exact, flatten
 
 READ = "arn:aws:iam::aws:policy/ReadOnlyAccess"
@@ -125,3 +127,29 @@ async def test_revoke_then_rollback_restores_everything(provider: AwsIamProvider
         tag=f"aws-rv-{ref.id}")
     assert revoke.after["access_keys"][active_key] == "Inactive"
     assert revoke.undo is not None and revoke.undo.params["keys"] == [active_key]
+
+
+async def test_rotate_at_the_two_key_limit_retried_after_a_lost_answer(
+        provider: AwsIamProvider, iam: Any) -> None:
+    """At the limit the rotate only deactivates the key; when that answer is lost, the retry
+    (with the intent's snapshot) reports the deactivation with its undo, issues no key and
+    deletes none."""
+    ref, _, _, active_key = realistic(iam)
+    before = await provider.snapshot(ref)
+    keys = dict(before["access_keys"])
+    params = {"credentials": [active_key]}
+    action_id = f"act-{uuid.uuid4().hex[:24]}"
+    with fail_after_write(provider, 1) as fired:
+        with pytest.raises(TransientProviderError):
+            await provider.rotate(action_id, ref, {**params, FRESH_SNAPSHOT: before})
+    assert fired
+    retry = await provider.rotate(action_id, ref, {**params, "_snapshot": before})
+    assert retry.changed and "two-key limit" in retry.message
+    assert retry.undo is not None and retry.undo.params["old_status"] == "Active"
+    now = {k["AccessKeyId"]: k["Status"]
+           for k in iam.list_access_keys(UserName=ref.id)["AccessKeyMetadata"]}
+    assert set(now) == set(keys) and now[active_key] == "Inactive"
+    await provider.undo(f"act-{uuid.uuid4().hex[:24]}", retry)
+    now = {k["AccessKeyId"]: k["Status"]
+           for k in iam.list_access_keys(UserName=ref.id)["AccessKeyMetadata"]}
+    assert now == keys

@@ -18,9 +18,15 @@ from stanch.config import Settings
 from stanch.inventory import with_provider_type
 from stanch.models import Category, IdentityContext, Level
 from stanch.playbook import load_playbooks
-from tests.workflows.helpers import alert, handle, running_worker, send_alert
+from tests.workflows.helpers import alert, handle, principal, running_worker, send_alert
+from workflows.approvals import Verdict
 from workflows.containment import ContainmentWorkflow
-from workflows.containment_types import ContainmentState, ContainmentStatus, StepStatus
+from workflows.containment_types import (
+    ContainmentState,
+    ContainmentStatus,
+    DecisionInput,
+    StepStatus,
+)
 
 from .conftest import LDAP_ROOT_DN, LDAP_ROOT_PW
 from .test_ldap import _conf, make_user
@@ -59,6 +65,15 @@ async def test_leaked_credential_on_ldap_ends_contained_with_force_reauth_skippe
         result = await send_alert(ts_env.client, task_queue, a, playbooks, person)
         assert "leaked-user-credential:1:force_reauth" in result.skipped
         h = handle(ts_env.client, task_queue, person)
+        # the new password loses the old one and the failed-login record (declared): the
+        # rotate waits for a SOC approver even though waive_when holds
+        rotate = "leaked-user-credential:2:rotate"
+        gated = await _until(h, lambda s: any(
+            x.step_id == rotate and x.status is StepStatus.awaiting_approval for x in s.steps))
+        assert next(x for x in gated.steps if x.step_id == rotate).loss_gate
+        await h.execute_update(ContainmentWorkflow.decide, DecisionInput(
+            step_id=rotate, verdict=Verdict.approve, principal=principal("dave",
+                                                                         "soc-approvers")))
         st = await _until(h, lambda s: s.state is not ContainmentState.active)
         await h.terminate("test finished")
     assert st.state is ContainmentState.contained, st.model_dump_json(indent=1)
