@@ -108,6 +108,7 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             conn.execute(_SCHEMA)
             for stmt in POSTGRES_DDL.split(";\n"):  # the API's delivery memory
                 conn.execute(stmt)
+            conn.execute(CONSOLE_SESSIONS_DDL)  # the console's sessions (every API's)
         if worker_role is None:
             return
         role = sql.Identifier(worker_role)
@@ -122,8 +123,16 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             "GRANT SELECT, INSERT ON audit_checkpoints TO {r}",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {r}",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON deliveries TO {r}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {r}",
         ):
             conn.execute(sql.SQL(stmt).format(s=ident, r=role))
+
+
+# The console's sessions (stanch.console.session_db): the digest of the session id, never it.
+CONSOLE_SESSIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS console_sessions (key TEXT PRIMARY KEY, "
+    "principal TEXT NOT NULL, csrf TEXT NOT NULL, via TEXT NOT NULL, "
+    "expires TIMESTAMPTZ NOT NULL, flash TEXT NOT NULL DEFAULT '[]')")
 
 
 def _lock_id(schema: str) -> int:
