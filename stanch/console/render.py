@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from stanch.capabilities import LOSSES
 from stanch.console.security import can
 from stanch.console.sessions import Session
+from stanch.console.views import UNDO
 from stanch.models import Role
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -34,6 +35,7 @@ def _pretty(value: Any) -> str:
 templates.env.filters["when"] = _hm
 templates.env.filters["pretty"] = _pretty
 templates.env.globals["iso"] = lambda d: d.isoformat() if d else ""
+templates.env.globals["undo_of"] = lambda action: UNDO.get(str(action))
 templates.env.globals["loss_text"] = lambda loss: LOSSES.get(loss, "not described in "
                                                               "stanch/capabilities.py")
 
