@@ -30,7 +30,8 @@ def mount(app: FastAPI) -> None:
 
     app.state.console_sessions = open_sessions(app.state.settings)
     app.state.console_cache = StatusCache(app.state.audit)
-    app.state.console_oidc = OidcClient(app.state.settings.oidc, app.state.authenticator)
+    app.state.console_oidc = OidcClient(app.state.settings.oidc, app.state.authenticator,
+                                        parking=app.state.console_sessions)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(routes_auth.router)
     app.include_router(routes_pages.router)

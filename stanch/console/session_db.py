@@ -5,7 +5,10 @@ on one must work on the other, and a logout or an expiry on one must end it ever
 Like the delivery memory (:mod:`stanch.audit.deliveries`), sessions live in their own table
 beside the audit chain (SQLite by default, PostgreSQL at scale). A row holds only the
 SHA-256 of the session id (the cookie's value is never stored), the principal, the CSRF
-secret, how it signed in, when it ends, and messages waiting for the next page.
+secret, how it signed in, when it ends, and messages waiting for the next page. An OpenID
+sign-in begun on one process may come back to another, so what it needs to finish (the
+PKCE verifier, the nonce) is parked here too, under the digest of its state, for at most
+ten minutes and claimed once.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class SessionStore(Protocol):
     def end(self, sid: str | None) -> None: ...
     def say(self, session: Session, kind: str, text: str) -> None: ...
     def take_flash(self, session: Session) -> list[tuple[str, str]]: ...
+    def park(self, state: str, data: dict[str, Any], ttl: float) -> None: ...
+    def claim(self, state: str) -> dict[str, Any] | None: ...
     def close(self) -> None: ...
 
 
@@ -75,6 +80,8 @@ class SqliteSessionStore:
             conn.execute("CREATE TABLE IF NOT EXISTS console_sessions (key TEXT PRIMARY KEY, "
                          "principal TEXT NOT NULL, csrf TEXT NOT NULL, via TEXT NOT NULL, "
                          "expires REAL NOT NULL, flash TEXT NOT NULL DEFAULT '[]')")
+            conn.execute("CREATE TABLE IF NOT EXISTS console_sign_ins (key TEXT PRIMARY KEY, "
+                         "data TEXT NOT NULL, expires REAL NOT NULL)")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -141,6 +148,21 @@ class SqliteSessionStore:
         session.flash = []
         return [(k, t) for k, t in json.loads(row[0])] if row else []
 
+    def park(self, state: str, data: dict[str, Any], ttl: float) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.execute("DELETE FROM console_sign_ins WHERE expires < ?", (now,))
+            conn.execute("INSERT INTO console_sign_ins (key, data, expires) VALUES (?, ?, ?)",
+                         (digest(state), json.dumps(data), now + ttl))
+
+    def claim(self, state: str) -> dict[str, Any] | None:
+        if not state or len(state) > 200:
+            return None
+        with self._write() as conn:
+            row = conn.execute("DELETE FROM console_sign_ins WHERE key = ? AND expires >= ? "
+                               "RETURNING data", (digest(state), time.time())).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -171,7 +193,8 @@ class PostgresSessionStore:
             try:
                 with self._conn.transaction():
                     self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(schema),))
-                    self._conn.execute(CONSOLE_SESSIONS_DDL)
+                    for stmt in CONSOLE_SESSIONS_DDL.split(";\n"):
+                        self._conn.execute(stmt)
             except psycopg.Error as err:
                 raise AuditError(
                     f"the console_sessions table is missing in PostgreSQL schema {schema!r} "
@@ -238,6 +261,25 @@ class PostgresSessionStore:
                              (session.key,))
         session.flash = []
         return [(k, t) for k, t in json.loads(row[0])] if row else []
+
+    def park(self, state: str, data: dict[str, Any], ttl: float) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            conn = self._c()
+            conn.execute("DELETE FROM console_sign_ins WHERE expires < %s", (now,))
+            conn.execute("INSERT INTO console_sign_ins (key, data, expires) "
+                         "VALUES (%s, %s, %s)", (digest(state), json.dumps(data),
+                                                 datetime.fromtimestamp(now.timestamp() + ttl,
+                                                                        UTC)))
+
+    def claim(self, state: str) -> dict[str, Any] | None:
+        if not state or len(state) > 200:
+            return None
+        with self._lock:
+            row = self._c().execute(
+                "DELETE FROM console_sign_ins WHERE key = %s AND expires >= %s RETURNING data",
+                (digest(state), datetime.now(UTC))).fetchone()
+        return dict(json.loads(row[0])) if row else None
 
     def close(self) -> None:
         with self._lock:

@@ -75,6 +75,17 @@ def test_a_session_made_on_one_store_is_known_ended_and_spoken_to_on_the_other(
     assert a.get(sid) is None and b.get(sid) is None
 
 
+def test_a_sign_in_parked_on_one_store_is_claimed_once_on_the_other(
+        two: tuple[SessionStore, SessionStore]) -> None:
+    a, b = two
+    a.park("state-1", {"verifier": "v", "nonce": "n"}, 600)
+    assert b.claim("state-1") == {"verifier": "v", "nonce": "n"}
+    assert a.claim("state-1") is None and b.claim("state-1") is None  # once
+    a.park("state-2", {"verifier": "v"}, -1)  # older than its ten minutes
+    assert b.claim("state-2") is None
+    assert b.claim("") is None and b.claim("x" * 5000) is None
+
+
 def test_only_the_digest_of_the_session_id_is_stored(tmp_path: Path) -> None:
     store = SqliteSessionStore(tmp_path / "audit.db")
     sid, _ = store.create(ALICE, "oidc")
