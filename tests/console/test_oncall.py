@@ -50,7 +50,7 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     # The plan preview shows the same declarations the containment page will.
     expect(plan).to_contain_text("Rollback restores")
     expect(plan).to_contain_text("the memberships, each with its privileged flag")
-    screenshot(page, "contain-plan.png")  # looked at, not in docs/
+    screenshot(page, "contain-plan.png")
     assert normalized(stack.identity("sa-deploy")) == normalized(before)  # nothing yet
 
     page.get_by_role("button", name="Contain Deploy pipeline").click()
@@ -107,7 +107,7 @@ def test_viewer_sees_everything_and_no_buttons(stack: Stack, sign_in: SignIn) ->
     screenshot(approver, "containment.png")
     approver.set_viewport_size(PHONE)
     assert approver.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    screenshot(approver, "containment-phone.png")  # looked at, not in docs/
+    screenshot(approver, "containment-phone.png")
     page = sign_in("watcher")
     expect(card(page, reauth)).to_contain_text("lacks the approver role")
     expect(card(page, reauth)).to_contain_text("Cannot restore")
