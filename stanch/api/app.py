@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
         yield
         await app.state.refused_webhooks.close()
         app.state.deliveries.close()
+        app.state.console_sessions.close()
         app.state.dead_letters.close()
         if owns_audit:
             app.state.audit.close()

@@ -108,6 +108,8 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             conn.execute(_SCHEMA)
             for stmt in POSTGRES_DDL.split(";\n"):  # the API's delivery memory
                 conn.execute(stmt)
+            for stmt in CONSOLE_SESSIONS_DDL.split(";\n"):  # the console's sessions
+                conn.execute(stmt)
         if worker_role is None:
             return
         role = sql.Identifier(worker_role)
@@ -122,8 +124,20 @@ def setup_postgres(dsn: str, schema: str = "stanch_audit",
             "GRANT SELECT, INSERT ON audit_checkpoints TO {r}",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {r}",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON deliveries TO {r}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO {r}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON console_sign_ins TO {r}",
         ):
             conn.execute(sql.SQL(stmt).format(s=ident, r=role))
+
+
+# The console's sessions (stanch.console.session_db): the digest of the session id, never it.
+# Also the OpenID sign-ins begun and not yet finished, by the digest of their state.
+CONSOLE_SESSIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS console_sessions (key TEXT PRIMARY KEY, "
+    "principal TEXT NOT NULL, csrf TEXT NOT NULL, via TEXT NOT NULL, "
+    "expires TIMESTAMPTZ NOT NULL, flash TEXT NOT NULL DEFAULT '[]');\n"
+    "CREATE TABLE IF NOT EXISTS console_sign_ins (key TEXT PRIMARY KEY, "
+    "data TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL)")
 
 
 def _lock_id(schema: str) -> int:

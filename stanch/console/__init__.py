@@ -16,7 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from stanch.console.cache import StatusCache
 from stanch.console.oidc import OidcClient
 from stanch.console.security import PREFIX, SignInRequired, security_headers
-from stanch.console.sessions import SessionStore, mint_login_link
+from stanch.console.session_db import open_sessions
+from stanch.console.sessions import mint_login_link
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,9 +28,10 @@ def mount(app: FastAPI) -> None:
     """Add the console's routes, static files and state to the API app."""
     from stanch.console import routes_actions, routes_auth, routes_pages
 
-    app.state.console_sessions = SessionStore()
+    app.state.console_sessions = open_sessions(app.state.settings)
     app.state.console_cache = StatusCache(app.state.audit)
-    app.state.console_oidc = OidcClient(app.state.settings.oidc, app.state.authenticator)
+    app.state.console_oidc = OidcClient(app.state.settings.oidc, app.state.authenticator,
+                                        parking=app.state.console_sessions)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(routes_auth.router)
     app.include_router(routes_pages.router)

@@ -14,8 +14,8 @@ import hashlib
 import secrets
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -33,6 +33,13 @@ class SignInError(Exception):
     """Sign-in did not complete; the message is safe to show the person."""
 
 
+class Parking(Protocol):
+    """Where a sign-in waits between its start and its callback (the session store)."""
+
+    def park(self, state: str, data: dict[str, Any], ttl: float) -> None: ...
+    def claim(self, state: str) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class _Pending:
     verifier: str
@@ -43,13 +50,14 @@ class _Pending:
 
 class OidcClient:
     def __init__(self, oidc: OidcSettings, authenticator: Authenticator,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, parking: Parking | None = None) -> None:
         self._oidc = oidc
         self._authenticator = authenticator
         self._timeout = timeout
         self._meta: dict[str, Any] | None = None
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
+        self._parking = parking  # shared by every API process, when given
 
     @property
     def enabled(self) -> bool:
@@ -62,21 +70,32 @@ class OidcClient:
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        with self._lock:
-            now = time.time()
-            for key in [k for k, p in self._pending.items()
-                        if now - p.created > _PENDING_SECONDS]:
-                del self._pending[key]
-            self._pending[state] = _Pending(verifier, nonce, redirect_uri, now)
+        self._put(state, _Pending(verifier, nonce, redirect_uri, time.time()))
         query = urlencode({
             "response_type": "code", "client_id": self._oidc.client_id,
             "redirect_uri": redirect_uri, "scope": self._oidc.scopes, "state": state,
             "nonce": nonce, "code_challenge": challenge, "code_challenge_method": "S256"})
         return f"{meta['authorization_endpoint']}?{query}", state
 
-    async def finish(self, *, code: str, state: str) -> Principal:
+    def _put(self, state: str, pending: _Pending) -> None:
+        if self._parking is not None:
+            self._parking.park(state, asdict(pending), _PENDING_SECONDS)
+            return
         with self._lock:
-            pending = self._pending.pop(state, None)
+            for key in [k for k, p in self._pending.items()
+                        if pending.created - p.created > _PENDING_SECONDS]:
+                del self._pending[key]
+            self._pending[state] = pending
+
+    def _take(self, state: str) -> _Pending | None:
+        if self._parking is not None:
+            data = self._parking.claim(state)
+            return _Pending(**data) if data else None
+        with self._lock:
+            return self._pending.pop(state, None)
+
+    async def finish(self, *, code: str, state: str) -> Principal:
+        pending = self._take(state)
         if pending is None or time.time() - pending.created > _PENDING_SECONDS:
             raise SignInError("this sign-in attempt is unknown or older than 10 minutes: "
                               "start again")

@@ -11,8 +11,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from stanch.capabilities import LOSSES
 from stanch.console.security import can
 from stanch.console.sessions import Session
+from stanch.console.views import UNDO
 from stanch.models import Role
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -33,13 +35,16 @@ def _pretty(value: Any) -> str:
 templates.env.filters["when"] = _hm
 templates.env.filters["pretty"] = _pretty
 templates.env.globals["iso"] = lambda d: d.isoformat() if d else ""
+templates.env.globals["undo_of"] = lambda action: UNDO.get(str(action))
+templates.env.globals["loss_text"] = lambda loss: LOSSES.get(loss, "not described in "
+                                                              "stanch/capabilities.py")
 
 
 def page(request: Request, name: str, session: Session | None, status: int = 200,
          **context: Any) -> HTMLResponse:
     flash: list[tuple[str, str]] = []
     if session is not None:
-        flash, session.flash = session.flash, []
+        flash = session.take_flash()
     base = {
         "request": request, "session": session,
         "me": session.principal if session else None,

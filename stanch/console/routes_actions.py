@@ -42,7 +42,7 @@ def _back(form: dict[str, str], default: str = f"{PREFIX}/") -> RedirectResponse
 
 
 def _say(session: Session, kind: str, text: str) -> None:
-    session.flash.append((kind, text))
+    session.say(kind, text)
 
 
 def _refused(session: Session, role: Role, what: str) -> bool:

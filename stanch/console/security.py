@@ -18,7 +18,8 @@ from fastapi import HTTPException, Request
 from starlette.responses import Response
 
 from stanch.api.auth import has_role
-from stanch.console.sessions import Session, SessionStore
+from stanch.console.session_db import SessionStore
+from stanch.console.sessions import Session
 from stanch.models import Role
 
 COOKIE = "stanch_session"

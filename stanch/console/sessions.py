@@ -1,7 +1,8 @@
 """Console sessions and one-time sign-in links.
 
 A session is a random id in an HttpOnly, SameSite=Strict cookie; what it stands for (the
-principal, its CSRF token, when it ends) stays in this process. A sign-in link is minted
+principal, its CSRF token, when it ends) is kept, under the id's digest, in the audit
+database for every API process (:mod:`stanch.console.session_db`). A sign-in link is minted
 by ``stanch up`` (another process): its SHA-256 is written under the state directory, and
 the API consumes it once, within ten minutes, in exchange for a session.
 """
@@ -12,10 +13,10 @@ import hashlib
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stanch.models import Principal
 
@@ -26,52 +27,33 @@ _LINK_DIR = "console-links"
 
 @dataclass
 class Session:
+    """One signed-in person, as read from the session store (:mod:`stanch.console.session_db`)."""
+
     principal: Principal
     csrf: str
     expires: float
     via: str
+    key: str = ""  # the SHA-256 of the session id: the store's key, never the id itself
     flash: list[tuple[str, str]] = field(default_factory=list)
+    store: Any = field(default=None, repr=False, compare=False)  # where say() writes
+
+    def say(self, kind: str, text: str) -> None:
+        """A message for the next page this person sees, on whichever API process."""
+        if self.store is None:
+            self.flash.append((kind, text))
+        else:
+            self.store.say(self, kind, text)
+
+    def take_flash(self) -> list[tuple[str, str]]:
+        """The waiting messages, once."""
+        if self.store is None:
+            flash, self.flash = self.flash, []
+            return flash
+        taken: list[tuple[str, str]] = self.store.take_flash(self)
+        return taken
 
 
-class SessionStore:
-    """Sessions by id, in memory: a restart of the API signs everybody out."""
-
-    def __init__(self, lifetime: float = SESSION_SECONDS) -> None:
-        self._lifetime = lifetime
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
-
-    def create(self, principal: Principal, via: str) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(32)
-        session = Session(principal=principal, csrf=secrets.token_urlsafe(32),
-                          expires=time.time() + self._lifetime, via=via)
-        with self._lock:
-            self._prune()
-            self._sessions[_digest(sid)] = session
-        return sid, session
-
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
-            return None
-        with self._lock:
-            session = self._sessions.get(_digest(sid))
-            if session is not None and session.expires < time.time():
-                del self._sessions[_digest(sid)]
-                return None
-            return session
-
-    def end(self, sid: str | None) -> None:
-        if sid:
-            with self._lock:
-                self._sessions.pop(_digest(sid), None)
-
-    def _prune(self) -> None:
-        now = time.time()
-        for key in [k for k, s in self._sessions.items() if s.expires < now]:
-            del self._sessions[key]
-
-
-def _digest(value: str) -> str:
+def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
@@ -81,7 +63,7 @@ def mint_login_link(state_dir: Path, principal: str, *,
     token = secrets.token_urlsafe(32)
     folder = state_dir / _LINK_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(folder / _digest(token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(folder / digest(token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"principal": principal, "expires": time.time() + lifetime}, f)
     return token
@@ -91,7 +73,7 @@ def consume_login_link(state_dir: Path, token: str) -> str | None:
     """The principal a link was minted for, once; None when unknown, used or expired."""
     if not token or len(token) > 200:
         return None
-    path = state_dir / _LINK_DIR / _digest(token)
+    path = state_dir / _LINK_DIR / digest(token)
     claimed = path.with_name(f"{path.name}.{secrets.token_hex(8)}.used")
     try:
         os.rename(path, claimed)  # atomic: of two concurrent uses, one wins

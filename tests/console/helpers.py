@@ -62,7 +62,8 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
     """Save ``name`` under $STANCH_CONSOLE_SHOTS (how docs/console/*.png are made)."""
     folder = os.environ.get("STANCH_CONSOLE_SHOTS")
     if folder:
-        page.screenshot(path=str(Path(folder) / name), full_page=full_page)
+        # caret="initial": hiding the caret injects a <style>, which the page's CSP refuses.
+        page.screenshot(path=str(Path(folder) / name), full_page=full_page, caret="initial")
 
 
 def assert_labelled(page: Page) -> None:

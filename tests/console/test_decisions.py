@@ -95,10 +95,9 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
         item = card(page, rotate)
         for fact in ("Bob Example", "mock:u-bob", "owner bob", "prod", "criticality medium",
                      "phished on a call", "severity high", "0 of 1",
-                     "reactivates the old secret", "Replace the credentials", "left"):
+                     "the old credential, active again", "Replace the credentials", "left"):
             expect(item).to_contain_text(fact)
         expect(page.locator("header.top")).to_contain_text("carol")
-        screenshot(page, "inbox.png")
         assert_labelled(page)
         item.get_by_label("Comment (required)").fill("called Bob, he did not log in")
         item.get_by_role("button", name="Approve").click()
@@ -116,6 +115,11 @@ def test_approver_signs_in_with_oidc_sees_context_and_approves(
         expect(timeline).to_contain_text("approve on rotate: 1 approval(s), approved, "
                                          "via console")
         expect(page.locator(".ladder li.current")).to_contain_text("rotate")
+        # force_reauth ran at once (its playbook accepts the loss) and says what it lost.
+        reauth = page.locator("tr", has=page.get_by_text("force_reauth", exact=True))
+        expect(reauth.locator(".badge.danger", has_text="rollback")).to_have_text(
+            "rollback cannot restore: sessions")
+        expect(reauth.locator("dd.lost")).to_contain_text("their holders sign in again")
         screenshot(page, "timeline.png")
     finally:
         context.close()
@@ -155,7 +159,9 @@ def test_quorum_of_two_live_updates_and_a_lost_race(stack: Stack, sign_in: SignI
     for page in (first, second):
         expect(card(page, revoke).get_by_role("button", name="Approve")).to_be_visible()
         card(page, revoke).get_by_label("Comment (required)").fill("disable her now")
-    card(first, revoke).get_by_role("button", name="Approve").click()
+    # Both submit before either page reloads: otherwise the second inbox's live update may
+    # remove the decided card before its Deny is clicked.
+    card(first, revoke).get_by_role("button", name="Approve").click(no_wait_after=True)
     card(second, revoke).get_by_role("button", name="Deny").click()
     flashes = {}
     for name, page in (("approver1", first), ("approver2", second)):

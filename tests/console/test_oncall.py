@@ -47,6 +47,10 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     plan = page.locator("section", has=page.locator("#h-plan"))
     expect(plan).to_contain_text("Deploy pipeline (mock:sa-deploy)")
     expect(plan).to_contain_text("reduce_scope")
+    # The plan preview shows the same declarations the containment page will.
+    expect(plan).to_contain_text("Rollback restores")
+    expect(plan).to_contain_text("the memberships, each with its privileged flag")
+    screenshot(page, "contain-plan.png")
     assert normalized(stack.identity("sa-deploy")) == normalized(before)  # nothing yet
 
     page.get_by_role("button", name="Contain Deploy pipeline").click()
@@ -59,7 +63,6 @@ def test_oncall_contains_by_hand_then_rolls_back_to_the_state_before(
     expect(page.locator(".timeline table.diff")).to_contain_text("prod-deployers")
     expect(page.locator(".ladder li.current")).to_contain_text("reduce_scope")
     assert normalized(stack.identity("sa-deploy")) != normalized(before)
-    screenshot(page, "containment.png")
     assert_labelled(page)
 
     page.get_by_label(re.compile("^Roll back everything")).fill("false alarm: test key")
@@ -81,9 +84,33 @@ def test_viewer_sees_everything_and_no_buttons(stack: Stack, sign_in: SignIn) ->
         "identity": "mock:app-reporting", "level": "rotate", "reason": "vendor breach"})
     assert resp.status_code == 202, resp.text
     wid = resp.json()["workflow_id"]
-    rotate = pending(stack, wid, "rotate")
+    # Ending the app's sessions loses them and its playbook does not accept that: the step
+    # waits for a human, and says before it runs what rollback restores and what not.
+    reauth = pending(stack, wid, "force_reauth")
+    approver = sign_in("approver1")
+    item = card(approver, reauth)
+    expect(item.locator(".badge.danger", has_text="rollback")).to_have_text(
+        "rollback cannot restore: sessions")
+    for fact in ("revokes every session", "Cannot restore",
+                 "sessions and tokens issued before the action: their holders sign in again",
+                 "Waits because", "sessions"):
+        expect(item).to_contain_text(fact)
+    expect(item.locator("dd.gate")).to_contain_text("sessions")
+    expect(item.locator("form")).to_have_count(1)
+    screenshot(approver, "inbox.png")
+    approver.goto(f"{stack.url}/ui/c/{wid}")
+    row = approver.locator("tr", has=approver.locator(f"text={reauth}"))
+    expect(row).to_contain_text("awaiting approval")
+    expect(row.locator("dd.lost")).to_contain_text("sessions and tokens issued before")
+    applied = approver.locator("tr", has=approver.get_by_text("reduce_scope", exact=True))
+    expect(applied).to_contain_text("the memberships, each with its privileged flag")
+    screenshot(approver, "containment.png")
+    approver.set_viewport_size(PHONE)
+    assert approver.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(approver, "containment-phone.png")
     page = sign_in("watcher")
-    expect(card(page, rotate)).to_contain_text("lacks the approver role")
+    expect(card(page, reauth)).to_contain_text("lacks the approver role")
+    expect(card(page, reauth)).to_contain_text("Cannot restore")
     for path in ("/ui/", f"/ui/c/{wid}", "/ui/containments", "/ui/contain",
                  "/ui/elevations", "/ui/audit"):
         page.goto(f"{stack.url}{path}")
@@ -106,7 +133,7 @@ def test_viewer_sees_everything_and_no_buttons(stack: Stack, sign_in: SignIn) ->
     page.goto(f"{stack.url}/ui/")
     token = page.locator("input[name=csrf]").first.get_attribute("value")
     page.request.post(f"{stack.url}/ui/c/{wid}/decide", form={
-        "csrf": token or "", "step": rotate, "verdict": "approve", "comment": "sneaky"})
+        "csrf": token or "", "step": reauth, "verdict": "approve", "comment": "sneaky"})
     assert status(stack, wid)["pending_approvals"][0]["approvals"] == 0
 
 
