@@ -52,6 +52,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.console_bench
 
 chaos: install
 	STANCH_CHAOS_SIZE=full $(BIN)/pytest -q tests/resilience
