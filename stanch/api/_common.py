@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api.decisions import update_failure
+from stanch.api.problems import problem_response
 
 
 def check_workflow_id(workflow_id: str, pattern: re.Pattern[str], noun: str,
@@ -34,7 +35,7 @@ def failure_response(err: BaseException, *, not_found: str | None = None) -> JSO
     status, kind, reason = update_failure(err)
     if status == 404 and not_found:
         reason = not_found
-    return JSONResponse({"error": kind, "reason": reason}, status_code=status)
+    return problem_response(status, reason, code=kind)
 
 
 async def run_update(request: Request, workflow_id: str, update: Any, arg: BaseModel, *,

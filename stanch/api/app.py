@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 
+from stanch.api import contract, problems
 from stanch.api.auth import Authenticator, require
 from stanch.audit import AuditStore, open_store
 from stanch.config import Settings
@@ -61,6 +63,8 @@ def create_app(settings: Settings, *, client: Client | None = None,
 
     app = FastAPI(title="Stanch", version="0.1.0", lifespan=lifespan,
                   description="Graduated, reversible, audited identity containment.")
+    problems.install(app)
+    contract.install(app)
     owns_audit = audit is None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     loaded = list(playbooks) if playbooks is not None else load_playbooks([settings.playbooks_dir])
@@ -86,11 +90,12 @@ def create_app(settings: Settings, *, client: Client | None = None,
     app.include_router(routes_slack.router)
     _include_optional(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz(request: Request) -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=Health, responses={
+        503: {"model": Health, "description": "Temporal does not answer."}})
     async def readyz(request: Request) -> JSONResponse:
         try:
             client = await request.app.state.temporal()
@@ -99,7 +104,10 @@ def create_app(settings: Settings, *, client: Client | None = None,
             return JSONResponse({"status": "unavailable", "temporal": str(err)[:200]}, 503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))])
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))],
+             response_class=PlainTextResponse, responses={200: {
+                 "description": "Prometheus text exposition format (version 0.0.4).",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics(request: Request) -> Response:
         try:
             client = await request.app.state.temporal()
@@ -109,6 +117,11 @@ def create_app(settings: Settings, *, client: Client | None = None,
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    temporal: str | None = Field(default=None, description="Why Temporal is unavailable.")
 
 
 _APPROVAL_QUERIES_MAX = 50

@@ -33,6 +33,7 @@ class DecisionOutcome:
     status: int
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    code: str = "refused"
 
 
 def update_failure(err: BaseException) -> tuple[int, str, str]:
@@ -67,7 +68,8 @@ class Decider:
         try:
             v = Verdict(verdict)
         except ValueError:
-            return DecisionOutcome(False, 422, f"verdict must be approve or deny (got {verdict!r})")
+            return DecisionOutcome(False, 422, f"verdict must be approve or deny (got {verdict!r})",
+                                   code="invalid_request")
         try:
             client = await self._temporal()
             handle = client.get_workflow_handle(workflow_id)
@@ -82,7 +84,7 @@ class Decider:
                                      principal=principal, channel=channel, reason=reason,
                                      kind=kind)
             DECISIONS.labels(verdict, "refused").inc()
-            return DecisionOutcome(False, status, reason)
+            return DecisionOutcome(False, status, reason, code=kind)
         DECISIONS.labels(verdict, "recorded").inc()
         return DecisionOutcome(True, 200, "recorded", result.model_dump(mode="json"))
 

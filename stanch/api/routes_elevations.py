@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateFailedError
@@ -22,6 +22,8 @@ from temporalio.service import RPCError
 from stanch.api._common import check_workflow_id, failure_response, temporal_client
 from stanch.api.auth import has_role, require
 from stanch.api.decisions import Decider, update_failure
+from stanch.api.inputs import DurationText, Name, Reason, Text
+from stanch.api.problems import problem_responses
 from stanch.config import Settings
 from stanch.inventory import Inventory
 from stanch.models import IdentityKind, IdentityMention, IdentityRef, NameType, Principal, Role
@@ -30,9 +32,11 @@ from workflows.approvals import Verdict
 from workflows.elevation import ElevationWorkflow
 from workflows.elevation_types import (
     DecisionInput,
+    DecisionResult,
     ElevationInput,
     ElevationStatus,
     ExtendInput,
+    ExtendResult,
     RevokeInput,
     elevation_workflow_id,
     policy_for,
@@ -82,16 +86,62 @@ def _may_request(principal: Principal, ref: IdentityRef) -> bool:
 
 class ElevationBody(BaseModel):
     model_config = {"extra": "forbid"}
-    principal: str = Field(description="`provider:id` or an inventory alias of who gets it.")
-    scopes: list[str] = Field(min_length=1, description="Groups/roles/policies to grant.")
-    duration: str = Field(description="How long, e.g. `30m`; capped by the scopes' policy.")
-    reason: str = Field(min_length=3, description="Why: required, audited.")
-    ticket: str | None = None
+    principal: Text = Field(description="`provider:id` or an inventory alias of who gets it.")
+    scopes: list[Name] = Field(min_length=1, description="Groups/roles/policies to grant.")
+    duration: DurationText = Field(description="How long, e.g. `30m`; capped by the scopes' "
+                                               "policy.")
+    reason: Reason
+    ticket: Text | None = None
     break_glass: bool = Field(default=False, description="Grant now, review after "
                               "(only where every scope's policy allows it).")
 
 
-@router.post("", status_code=202)
+class ElevationAccepted(BaseModel):
+    workflow_id: str
+    principal: str
+    scopes: list[str]
+    policies: dict[str, Any]
+    break_glass: bool
+
+
+class ElevationItem(BaseModel):
+    workflow_id: str
+    run_status: str | None
+    started_at: str | None
+    principal: str | None = None
+    scopes: list[str] | None = None
+    state: str | None = None
+    requested_by: str | None = None
+    expires_at: str | None = None
+
+
+class ElevationList(BaseModel):
+    elevations: list[ElevationItem]
+
+
+_UNAVAILABLE = "Temporal is unavailable (the reason says why); retry."
+_NO_SUCH = "No such elevation (ids look like `elevation-<24 hex>`)."
+_REFUSED = problem_responses(
+    403, 404, 409, 503, s403="Refused: not the principal, a responder or an approver of the "
+    "scopes, as the operation needs (the reason says which).", s404=_NO_SUCH,
+    s409="Not possible in the elevation's state (the reason says why).", s503=_UNAVAILABLE)
+_LINK = {"parameters": {"workflow_id": "$response.body#/workflow_id"}}
+
+
+@router.post("", status_code=202, response_model=ElevationAccepted, responses={
+    202: {"links": {
+        "GetElevation": {"operationId": "get_elevation_v1_elevations__workflow_id__get",
+                         **_LINK},
+        "Decide": {"operationId": "decide_v1_elevations__workflow_id__decisions_post",
+                   **_LINK},
+        "Extend": {"operationId": "extend_v1_elevations__workflow_id__extend_post", **_LINK},
+        "Revoke": {"operationId": "revoke_v1_elevations__workflow_id__revoke_post",
+                   **_LINK}}},
+    **problem_responses(403, 404, 409, 503, s403="Not a responder, and not the principal "
+                        "itself; or break-glass without the responder role.",
+                        s404="The principal is not in the inventory and not `provider:id` "
+                             "of a configured provider.",
+                        s409="Temporal refused to start it.", s503=_UNAVAILABLE)})
 async def request_elevation(body: ElevationBody, request: Request,
                             principal: Principal = Depends(require(Role.viewer))) -> Any:
     settings: Settings = request.app.state.settings
@@ -101,9 +151,7 @@ async def request_elevation(body: ElevationBody, request: Request,
                                  "for itself (responders: for anyone)")
     if body.break_glass and not has_role(principal, Role.responder):
         raise HTTPException(403, "break-glass is for responders")
-    scopes = list(dict.fromkeys(s.strip() for s in body.scopes if s.strip()))
-    if not scopes:
-        raise HTTPException(422, "scopes: name at least one scope")
+    scopes = list(dict.fromkeys(body.scopes))  # trimmed and non-blank (Name)
     inp = ElevationInput(
         principal=ref, scopes=scopes, duration=_duration(body.duration), reason=body.reason,
         ticket=body.ticket, requested_by=principal.id, break_glass=body.break_glass,
@@ -122,14 +170,17 @@ async def request_elevation(body: ElevationBody, request: Request,
             "break_glass": body.break_glass}
 
 
-@router.get("")
-async def list_elevations(request: Request, limit: int = 50,
-                          _: Principal = Depends(require(Role.viewer))) -> Any:
+@router.get("", response_model=ElevationList,
+            responses=problem_responses(503, s503=_UNAVAILABLE))
+async def list_elevations(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=200, description="At most this many.")] = 50,
+        _: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
     items: list[dict[str, Any]] = []
     try:
         async for wf in client.list_workflows('WorkflowType = "ElevationWorkflow"',
-                                              limit=max(1, min(limit, 200))):
+                                              limit=limit):
             item: dict[str, Any] = {
                 "workflow_id": wf.id, "run_status": wf.status.name if wf.status else None,
                 "started_at": wf.start_time.isoformat() if wf.start_time else None}
@@ -148,7 +199,9 @@ async def list_elevations(request: Request, limit: int = 50,
     return {"elevations": items}
 
 
-@router.get("/{workflow_id}")
+@router.get("/{workflow_id}", responses={
+    200: {"model": ElevationStatus}, **problem_responses(404, 503, s404=_NO_SUCH,
+                                                        s503=_UNAVAILABLE)})
 async def get_elevation(workflow_id: str, request: Request,
                         _: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
@@ -163,10 +216,11 @@ async def get_elevation(workflow_id: str, request: Request,
 class DecisionBody(BaseModel):
     model_config = {"extra": "forbid"}
     verdict: Literal["approve", "deny"]
-    comment: str = ""
+    comment: Text = ""
 
 
-@router.post("/{workflow_id}/decisions")
+@router.post("/{workflow_id}/decisions", responses={200: {"model": DecisionResult},
+                                                   **_REFUSED})
 async def decide(workflow_id: str, body: DecisionBody, request: Request,
                  principal: Principal = Depends(require(Role.approver))) -> Any:
     client = await _client(request)
@@ -186,11 +240,11 @@ async def decide(workflow_id: str, body: DecisionBody, request: Request,
 
 class ExtendBody(BaseModel):
     model_config = {"extra": "forbid"}
-    duration: str
-    reason: str = Field(min_length=3)
+    duration: DurationText
+    reason: Reason
 
 
-@router.post("/{workflow_id}/extend")
+@router.post("/{workflow_id}/extend", responses={200: {"model": ExtendResult}, **_REFUSED})
 async def extend(workflow_id: str, body: ExtendBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
@@ -209,10 +263,11 @@ async def extend(workflow_id: str, body: ExtendBody, request: Request,
 
 class RevokeBody(BaseModel):
     model_config = {"extra": "forbid"}
-    reason: str = Field(min_length=3)
+    reason: Reason
 
 
-@router.post("/{workflow_id}/revoke")
+@router.post("/{workflow_id}/revoke", responses={200: {"model": ElevationStatus},
+                                                **_REFUSED})
 async def revoke(workflow_id: str, body: RevokeBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)

@@ -268,7 +268,7 @@ async def test_deny_resolve_and_refusals_on_a_closed_containment(stack: Stack) -
     # Resolving ends the workflow; later requests are refused as conflicting with that.
     code, out, err = await stack.stanch("rollback", BOB_WID, "--reason", "too late", "--json")
     assert code == 1
-    assert json.loads(out)["error"] == "Closed"
+    assert json.loads(out)["code"] == "Closed"
     assert err.startswith("error: 409 the workflow has completed")
 
 
