@@ -23,8 +23,10 @@ from workflows.approvals import Verdict
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import DecisionInput, DecisionResult
 
-# ApplicationError type from the validator → HTTP status for the caller.
-_STATUS = {"DecisionRefused": 403, "UnknownStep": 404, "NotPending": 409, "Closed": 409}
+# ApplicationError type from the validator → HTTP status for the caller. A step the
+# containment does not have is a conflict with its state (409), not a missing resource:
+# the containment itself exists.
+_STATUS = {"DecisionRefused": 403, "UnknownStep": 409, "NotPending": 409, "Closed": 409}
 
 
 @dataclass

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stanch.audit.base import UnstorableRecord
 
 MEDIA_TYPE = "application/problem+json"
+_FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 408: "request_timeout", 409: "conflict",
@@ -102,6 +103,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                   f"allowed: {', '.join(allowed)}")
     elif exc.status_code == 404 and detail == "Not Found":
         detail = f"nothing is served at {request.url.path}"
+    elif exc.status_code == 400 and detail == _FASTAPI_UNREADABLE_BODY:
+        # A body that is not UTF-8: unparseable, like any other JSON that does not parse.
+        return problem_response(422, "body is not JSON Stanch can read: send UTF-8 JSON",
+                                code="invalid_json")
     return problem_response(exc.status_code, detail, headers=headers)
 
 

@@ -62,7 +62,7 @@ class Containment(BaseModel):
     identity: str = Field(description="Identity key `provider:id`.")
     deduplicated: bool
     playbook: str | None = None
-    queued: bool = False
+    queued: list[str] = Field(default_factory=list, description="Steps this alert queued.")
 
 
 class Unresolved(BaseModel):

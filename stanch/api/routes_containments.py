@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -138,12 +138,14 @@ Rung = Literal[Action.reduce_scope, Action.force_reauth, Action.rotate, Action.r
 
 
 class ManualRequest(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"identity": "mock:u-alice", "level": "reduce_scope",
+         "reason": "suspicious sign-in from a new country"}]}}
     identity: Text = Field(description="`provider:id` or any inventory alias (UPN, key id …).")
     level: Rung = Field(description="Highest rung to apply: reduce_scope … revoke.")
     reason: Reason
     ticket: Text | None = None
-    break_glass: bool = False
+    break_glass: StrictBool = False
 
 
 class ManualAccepted(BaseModel):
@@ -151,7 +153,7 @@ class ManualAccepted(BaseModel):
     alert_id: str
     identity: str
     playbook: str | None
-    queued: bool
+    queued: list[str] = Field(description="Steps this request queued.")
     deduplicated: bool
 
 
@@ -230,8 +232,8 @@ class DecisionBody(BaseModel):
 
 _REFUSED = problem_responses(
     403, 404, 409, 503, s403="Refused by the containment's rules (the reason says which).",
-    s404=_NO_SUCH + " Or no such step.", s409="Not pending any more, or the containment "
-    "is closed.", s503=_UNAVAILABLE)
+    s404=_NO_SUCH, s409="No such step or review in this containment, not pending any "
+    "more, or the containment is closed.", s503=_UNAVAILABLE)
 
 
 @router.post("/{workflow_id}/decisions", responses={200: {"model": DecisionResult},

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -85,14 +85,16 @@ def _may_request(principal: Principal, ref: IdentityRef) -> bool:
 
 
 class ElevationBody(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": "30m",
+         "reason": "hotfix for the billing outage"}]}}
     principal: Text = Field(description="`provider:id` or an inventory alias of who gets it.")
     scopes: list[Name] = Field(min_length=1, description="Groups/roles/policies to grant.")
     duration: DurationText = Field(description="How long, e.g. `30m`; capped by the scopes' "
                                                "policy.")
     reason: Reason
     ticket: Text | None = None
-    break_glass: bool = Field(default=False, description="Grant now, review after "
+    break_glass: StrictBool = Field(default=False, description="Grant now, review after "
                               "(only where every scope's policy allows it).")
 
 

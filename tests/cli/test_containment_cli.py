@@ -210,7 +210,7 @@ async def test_contain_status_approve_refusals_and_rollback(stack: Stack) -> Non
     assert code == 1
     assert err.startswith("error: 403 not an approver: outsider")
     code, out, err = unknown_step
-    assert code == 1 and "error: 404 unknown step 'no-such-step'" in err
+    assert code == 1 and "error: 409 unknown step 'no-such-step'" in err
 
     code, out, err = await stack.stanch("approve", BOB_WID, rotate, "--comment", "confirmed",
                                         who="approver1")

@@ -4,7 +4,6 @@ role, a bearer token for the `generic` source and a Slack signing secret."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,11 @@ from stanch.config import ApiToken, Settings, SourceAuth
 from stanch.worker import build_worker
 from tests.cli.server import serving
 
-OPERATOR_TOKEN = "stanch_contract-operator-" + uuid.uuid4().hex
-SOURCE_TOKEN = "contract-source-" + uuid.uuid4().hex
-SLACK_SECRET = "contract-slack-" + uuid.uuid4().hex
+# Fixed, not random: with --import-mode=importlib a test module importing this file gets its
+# own copy of the module, and random values would differ from the fixture's.
+OPERATOR_TOKEN = "stanch_contract-operator-token-for-tests-only"
+SOURCE_TOKEN = "contract-source-token-for-tests-only"
+SLACK_SECRET = "contract-slack-signing-secret-for-tests-only"
 
 
 @dataclass
