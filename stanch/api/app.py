@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from stanch.api import contract, problems
@@ -94,14 +94,15 @@ def create_app(settings: Settings, *, client: Client | None = None,
     async def healthz(request: Request) -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], response_model=Health, responses={
-        503: {"model": Health, "description": "Temporal does not answer."}})
+    @app.get("/readyz", tags=["health"], response_model=Health,
+             responses=problems.problem_responses(503, s503="Temporal does not answer."))
     async def readyz(request: Request) -> JSONResponse:
         try:
             client = await request.app.state.temporal()
             await client.service_client.check_health()
         except Exception as err:
-            return JSONResponse({"status": "unavailable", "temporal": str(err)[:200]}, 503)
+            return problems.problem_response(503, f"Temporal does not answer: {str(err)[:200]}",
+                                             code="temporal_unavailable")
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))],
@@ -120,8 +121,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
-    temporal: str | None = Field(default=None, description="Why Temporal is unavailable.")
+    status: Literal["ok"]
 
 
 _APPROVAL_QUERIES_MAX = 50

@@ -29,6 +29,7 @@ from stanch.api.problems import problem_responses
 from stanch.config import Settings
 from stanch.logging import get_logger
 from stanch.models import Principal, Role
+from stanch.text import find_bad_text
 
 log = get_logger(__name__)
 
@@ -185,6 +186,9 @@ def _payload(body: bytes) -> dict[str, Any]:
         raise HTTPException(400, detail="expected a form field `payload` holding JSON") from None
     if not isinstance(payload, dict):
         raise HTTPException(400, detail="`payload` must be a JSON object")
+    bad = find_bad_text(payload)
+    if bad is not None:
+        raise HTTPException(400, detail=f"`payload` {bad[0]}: text {bad[1]}")
     return payload
 
 

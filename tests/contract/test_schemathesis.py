@@ -56,10 +56,12 @@ async def run_schemathesis(url: str, tmp: Path, *, authenticated: bool,
 
 
 def summary(output: str) -> str:
-    """The run's closing lines: cases, failures, time."""
-    lines = [ln for ln in output.splitlines() if re.search(
-        r"test cases|passed|failed|Seed|Test Phases|operations? tested|in \d", ln)]
-    return "\n".join(lines[-12:])
+    """The run's phases and its closing summary (cases, failures, time)."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    phases = [ln for ln in lines if re.search(r"(Examples|Coverage|Fuzzing|Stateful) \(in|"
+                                               r"passed|API Links|Scenarios", ln)]
+    start = next((i for i, ln in enumerate(lines) if "SUMMARY" in ln), len(lines))
+    return "\n".join([*phases, *lines[start:]])
 
 
 @pytest.mark.parametrize("authenticated", [True, False], ids=["operator", "anonymous"])
@@ -67,5 +69,6 @@ async def test_schemathesis_finds_nothing(contract_stack: ContractStack, tmp_pat
                                           authenticated: bool) -> None:
     code, output = await run_schemathesis(contract_stack.url, tmp_path,
                                           authenticated=authenticated)
-    print(summary(output))
+    print(f"\nschemathesis ({'operator token' if authenticated else 'anonymous'}, "
+          f"{EXAMPLES} examples, seed {SEED}):\n{summary(output)}")
     assert code == 0, output[-20000:]
