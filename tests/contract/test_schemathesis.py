@@ -46,7 +46,7 @@ async def run_schemathesis(url: str, tmp: Path, *, authenticated: bool,
             "--generation-database", "none", "--no-color", "--request-timeout", "60",
             "--report", "junit", "--report-dir", str(tmp / "report")]
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        *argv, cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "SCHEMATHESIS_HOOKS": "", "COLUMNS": "200"})
     out, _ = await proc.communicate()
     assert proc.returncode is not None
