@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 from stanch.api._common import (
     check_workflow_id,
     failure_response,
+    read_status,
     run_update,
     temporal_client,
 )
@@ -126,9 +127,9 @@ def _sa_int(name: str) -> Any:
 async def get_containment(workflow_id: str, request: Request,
                           _: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
-    handle = client.get_workflow_handle(_check_wid(workflow_id))
     try:
-        status: ContainmentStatus = await handle.query(ContainmentWorkflow.status)
+        status: ContainmentStatus = await read_status(
+            client, _check_wid(workflow_id), ContainmentWorkflow.status, ContainmentStatus)
     except RPCError as err:
         return _fail(err)
     return status.model_dump(mode="json")

@@ -19,7 +19,12 @@ from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from stanch.api._common import check_workflow_id, failure_response, temporal_client
+from stanch.api._common import (
+    check_workflow_id,
+    failure_response,
+    read_status,
+    temporal_client,
+)
 from stanch.api.auth import has_role, require
 from stanch.api.decisions import Decider, update_failure
 from stanch.api.inputs import DurationText, Name, Reason, Text
@@ -187,8 +192,8 @@ async def list_elevations(
                 "workflow_id": wf.id, "run_status": wf.status.name if wf.status else None,
                 "started_at": wf.start_time.isoformat() if wf.start_time else None}
             try:
-                status: ElevationStatus = await client.get_workflow_handle(wf.id).query(
-                    ElevationWorkflow.status)
+                status: ElevationStatus = await read_status(
+                    client, wf.id, ElevationWorkflow.status, ElevationStatus, wf.status)
                 item.update(principal=status.principal, scopes=status.scopes,
                             state=status.state.value, requested_by=status.requested_by,
                             expires_at=status.expires_at.isoformat()
@@ -208,8 +213,8 @@ async def get_elevation(workflow_id: str, request: Request,
                         _: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
     try:
-        status = await client.get_workflow_handle(_check_wid(workflow_id)).query(
-            ElevationWorkflow.status)
+        status = await read_status(client, _check_wid(workflow_id), ElevationWorkflow.status,
+                                   ElevationStatus)
     except RPCError as err:
         return _fail(err)
     return status.model_dump(mode="json")
