@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
 
 from stanch.models import Alert
 from tests.contract.conftest import ContractStack
@@ -164,3 +166,31 @@ async def test_every_error_is_one_problem_shape(contract_stack: ContractStack) -
                                     ("PATCH", "/v1/elevations", "GET, POST")):
             r = await http.request(method, path)
             assert r.status_code == 405 and r.headers["allow"] == allow, (method, path)
+
+
+async def test_a_closed_containment_is_read_from_its_result(
+        contract_stack: ContractStack, dev_env: WorkflowEnvironment) -> None:
+    """Once a containment has completed, GET answers from its result (no history replay)."""
+    async with httpx.AsyncClient(base_url=contract_stack.url, timeout=60,
+                                 headers=contract_stack.operator) as http:
+        r = await http.post("/v1/containments", json={
+            "identity": "mock:u-bob", "level": "reduce_scope", "reason": "contract test"})
+        assert r.status_code == 202, r.text
+        wid = r.json()["workflow_id"]
+        for _ in range(200):
+            state = (await http.get(f"/v1/containments/{wid}")).json()["state"]
+            if state == "contained":
+                break
+            await asyncio.sleep(0.1)
+        r = await http.post(f"/v1/containments/{wid}/resolve",
+                            json={"verdict": "true_positive", "reason": "confirmed"})
+        assert r.status_code == 200, r.text
+        handle = dev_env.client.get_workflow_handle(wid)
+        for _ in range(200):
+            if (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED:
+                break
+            await asyncio.sleep(0.1)
+        assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+        r = await http.get(f"/v1/containments/{wid}")
+        assert r.status_code == 200 and r.json()["state"] == "resolved"
+        assert r.json()["workflow_id"] == wid
