@@ -56,8 +56,10 @@ class _ValidText:
         return out
 
 
-Text = Annotated[str, _ValidText()]
-"""Any text: valid Unicode (no unpaired surrogate), no NUL."""
+MAX_TEXT = 4096  # characters: a reason, a comment, a name; far past any real one
+
+Text = Annotated[str, Field(max_length=MAX_TEXT), _ValidText()]
+"""Any text: valid Unicode (no unpaired surrogate), no NUL, at most ``MAX_TEXT`` characters."""
 
 
 
@@ -72,7 +74,7 @@ def _reason(value: str) -> str:
 # The patterns are documented, and enforced by the validators (Python's `re`, the same
 # reading a schema-driven client uses), not a second time by pydantic's own regex engine.
 Reason = Annotated[str, AfterValidator(_reason), Field(
-    json_schema_extra={"pattern": REASON_PATTERN},
+    max_length=MAX_TEXT, json_schema_extra={"pattern": REASON_PATTERN},
     description="Why: at least 3 characters once trimmed; audited.")]
 """A required, meaningful reason: 3 characters or more once trimmed."""
 
@@ -90,7 +92,8 @@ def _name(value: str) -> str:
     return value.strip(_WS)
 
 
-Name = Annotated[str, AfterValidator(_name), Field(json_schema_extra={"pattern": NAME_PATTERN})]
+Name = Annotated[str, AfterValidator(_name), Field(
+    max_length=256, json_schema_extra={"pattern": NAME_PATTERN})]
 """A name: text that is not blank (trimmed of spaces, tabs and line breaks)."""
 
 

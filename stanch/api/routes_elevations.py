@@ -94,7 +94,8 @@ class ElevationBody(BaseModel):
         {"principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": "30m",
          "reason": "hotfix for the billing outage"}]}}
     principal: Text = Field(description="`provider:id` or an inventory alias of who gets it.")
-    scopes: list[Name] = Field(min_length=1, description="Groups/roles/policies to grant.")
+    scopes: list[Name] = Field(min_length=1, max_length=64,
+                               description="Groups/roles/policies to grant.")
     duration: DurationText = Field(description="How long, e.g. `30m`; capped by the scopes' "
                                                "policy.")
     reason: Reason

@@ -135,6 +135,12 @@ async def test_bounds_are_422s_not_clamps_or_500s(contract_stack: ContractStack)
                 "principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": duration,
                 "reason": "a reason"})
             assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.duration"
+        for field, body in (("body.scopes", {"scopes": [f"s{i}" for i in range(65)]}),
+                            ("body.reason", {"reason": "x" * 4097})):
+            r = await http.post("/v1/elevations", json={
+                "principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": "30m",
+                "reason": "a reason", **body})
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
         r = await http.get("/v1/audit", params={"since": "0001-01-01T00:00:00+01:00",
                                                 "until": "9999-12-31T23:59:59-01:00"})
         assert r.status_code == 200
