@@ -30,8 +30,11 @@ NO_NUL = "^[^\\u0000]*$"
 # Whitespace is spelled out: `\\s` means different sets in Python and in ECMA-262.
 _WS = " \t\n\r"
 REASON_PATTERN = "^[ \\t\\n\\r]*[^ \\t\\n\\r\\u0000][^\\u0000]+[^ \\t\\n\\r\\u0000][ \\t\\n\\r]*$"
-# One to five parts of up to six digits: never zero in all, never past what timedelta holds.
-DURATION_PATTERN = "^(?=[^1-9]*[1-9])(?:[0-9]{1,6}[smhdw]){1,5}$"
+# Units in order, each at most once, digits bounded: never zero in all, and never a year or
+# more (at most 9w 99d 999h 9999m 99999s, about 212 days), which ISO 8601 durations in
+# responses could not spell without a month.
+DURATION_PATTERN = ("^(?=[^1-9]*[1-9])(?:[0-9]w)?(?:[0-9]{1,2}d)?(?:[0-9]{1,3}h)?"
+                    "(?:[0-9]{1,4}m)?(?:[0-9]{1,5}s)?$")
 INT64_MAX = 2**63 - 1
 
 
@@ -110,8 +113,8 @@ def _duration(value: str) -> str:
 
 DurationText = Annotated[str, AfterValidator(_duration), Field(
     json_schema_extra={"pattern": DURATION_PATTERN},
-    description="A duration: up to five parts of digits and a unit (s, m, h, d, w), "
-                "e.g. `30m`, `4h`, `1h30m`; longer than zero.")]
+    description="A duration: units in the order w, d, h, m, s, each at most once (at most "
+                "9w 99d 999h 9999m 99999s), e.g. `30m`, `4h`, `1h30m`; longer than zero.")]
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")

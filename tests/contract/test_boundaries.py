@@ -130,7 +130,7 @@ async def test_bounds_are_422s_not_clamps_or_500s(contract_stack: ContractStack)
                      {"identity": "mock:u-alice", "level": "revoke", "reason": "  a  "}):
             r = await http.post("/v1/containments", json=body)
             assert r.status_code == 422, (body, r.text)
-        for duration in ("0m", "30", "1000000w", "1h " * 6):
+        for duration in ("0m", "30", "10w", "1000000w", "30m1h", "1h " * 6):
             r = await http.post("/v1/elevations", json={
                 "principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": duration,
                 "reason": "a reason"})
