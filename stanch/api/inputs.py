@@ -82,7 +82,7 @@ Reason = Annotated[str, AfterValidator(_reason), Field(
 """A required, meaningful reason: 3 characters or more once trimmed."""
 
 
-_DURATION = re.compile(r"(?:[0-9]{1,6}[smhdw]){1,5}")
+_DURATION = re.compile(DURATION_PATTERN)
 
 
 NAME_PATTERN = "^[^\\u0000]*[^ \\t\\n\\r\\u0000][^\\u0000]*$"
@@ -101,9 +101,9 @@ Name = Annotated[str, AfterValidator(_name), Field(
 
 
 def _duration(value: str) -> str:
-    if not _DURATION.fullmatch(value):
-        raise ValueError("must be a duration like 30m, 4h or 1h30m: one to five parts of "
-                         "up to six digits and a unit (s, m, h, d, w)")
+    if not _DURATION.fullmatch(value):  # `$` alone would let a final newline through
+        raise ValueError("must be a duration like 30m, 4h or 1h30m: units in the order w, d, "
+                         "h, m, s, each once, with at most 1, 2, 3, 4 and 5 digits")
     try:
         parse_duration(value)
     except ValueError as err:
