@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest_asyncio
 from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from stanch.api.app import create_app
@@ -42,6 +44,17 @@ class ContractStack:
                 "Content-Type": "application/json"}
 
 
+async def _terminate_running(client: Client, reason: str) -> None:
+    """Containments are one workflow per identity for the whole session: one left running
+    by an earlier test sits on a task queue nobody polls any more, and an update sent to it
+    (a decision, a joined alert) would wait for a worker forever."""
+    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
+        try:
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(reason=reason)
+        except RPCError:
+            pass  # finished meanwhile
+
+
 @pytest_asyncio.fixture()
 async def contract_stack(dev_env: WorkflowEnvironment, settings: Settings, task_queue: str,
                          tmp_path: Path) -> AsyncIterator[ContractStack]:
@@ -54,9 +67,11 @@ async def contract_stack(dev_env: WorkflowEnvironment, settings: Settings, task_
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteAuditStore(settings.audit_sqlite_path)
     app = create_app(settings, client=dev_env.client)
+    await _terminate_running(dev_env.client, "contract tests: left by an earlier test")
     try:
         async with build_worker(dev_env.client, settings, store, task_queue=task_queue):
             with serving(app) as url:
                 yield ContractStack(url=url, settings=settings, store=store)
+        await _terminate_running(dev_env.client, "contract tests: done")
     finally:
         store.close()
