@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api._common import (
@@ -127,6 +127,8 @@ class ElevationList(BaseModel):
     elevations: list[ElevationItem]
 
 
+# Listed elevations whose state is read: running ones (a query), completed ones (result).
+_READABLE = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
 _UNAVAILABLE = "Temporal is unavailable (the reason says why); retry."
 _NO_SUCH = "No such elevation (ids look like `elevation-<24 hex>`)."
 _REFUSED = problem_responses(
@@ -178,7 +180,7 @@ async def request_elevation(body: ElevationBody, request: Request,
             "break_glass": body.break_glass}
 
 
-@router.get("", response_model=ElevationList,
+@router.get("", response_model=ElevationList, response_model_exclude_none=True,
             responses=problem_responses(503, s503=_UNAVAILABLE))
 async def list_elevations(
         request: Request,
@@ -192,6 +194,9 @@ async def list_elevations(
             item: dict[str, Any] = {
                 "workflow_id": wf.id, "run_status": wf.status.name if wf.status else None,
                 "started_at": wf.start_time.isoformat() if wf.start_time else None}
+            if wf.status not in _READABLE:
+                items.append(item)  # terminated or failed: a query would replay its history
+                continue
             try:
                 status: ElevationStatus = await read_status(
                     client, wf.id, ElevationWorkflow.status, ElevationStatus, wf.status)
