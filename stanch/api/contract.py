@@ -63,6 +63,12 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "Alert sources in `hmac` mode: hex HMAC-SHA256 of the raw body (or of "
                        "`timestamp.body` when the source names a timestamp header).",
     },
+    "ssfPushToken": {
+        "type": "http", "scheme": "bearer",
+        "description": "The SSF push receiver: one of `ssf.transmitters.<name>.push_tokens`, "
+                       "when that transmitter has any (RFC 8935 §2: the transmitter's "
+                       "`authorization_header`).",
+    },
     SLACK: {
         "type": "apiKey", "in": "header", "name": "X-Slack-Signature",
         "description": "Slack's request signature: `v0=<hex HMAC-SHA256>` with the app's "
@@ -93,12 +99,19 @@ def _operation_security(route: Any, op: dict[str, Any]) -> None:
         op["security"] = []  # open: health checks
 
 
+def _own_error_shape(response: dict[str, Any]) -> bool:
+    """A response that names its own schema keeps it (the SSF push receiver answers
+    RFC 8935 ``{"err", "description"}``); FastAPI's default 422 is replaced."""
+    refs = [c.get("schema", {}).get("$ref", "") for c in response.get("content", {}).values()]
+    return any(r and not r.endswith(("/HTTPValidationError", "/Problem")) for r in refs)
+
+
 def _problem_everywhere(op: dict[str, Any]) -> None:
     if "requestBody" in op:
         op["responses"].setdefault("413", problem_responses(
             s413="The body is larger than `api.max_body_bytes`.")[413])
     for status, response in op["responses"].items():
-        if not str(status).startswith(("4", "5")):
+        if not str(status).startswith(("4", "5")) or _own_error_shape(response):
             continue
         response["content"] = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         if status == "422":

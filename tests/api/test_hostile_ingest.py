@@ -215,7 +215,7 @@ async def test_huge_numbers_and_deep_nesting_are_422_with_a_dead_letter(apis: Ap
         before = len(dead.list(10_000))
         r = await apis.post(0, source, body)
         assert r.status_code == 422, (source, body[:80], r.status_code, r.text[:300])
-        assert r.json()["reason"], r.text
+        assert r.json()["detail"], r.text
         assert len(dead.list(10_000)) == before + 1, (source, body[:80])
     long = json.dumps({"id": "x" * 500_000, "title": "y" * 400_000}).encode()
     assert (await apis.post(0, "generic", long)).status_code < 500

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 EXAMPLES = int(os.environ.get("STANCH_FUZZ_EXAMPLES", "12"))
 SEED = int(os.environ.get("STANCH_FUZZ_SEED", "22"))
 ST = Path(sys.executable).with_name("st")
+HOOKS_DIR = Path(__file__).parent  # st_hooks.py: serializers for media types st lacks
 
 
 def _config(tmp: Path, authenticated: bool) -> Path:
@@ -47,7 +48,8 @@ async def run_schemathesis(url: str, tmp: Path, *, authenticated: bool,
             "--report", "junit", "--report-dir", str(tmp / "report")]
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "COLUMNS": "200"})
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "st_hooks", "COLUMNS": "200",
+             "PYTHONPATH": os.pathsep.join([str(HOOKS_DIR), os.environ.get("PYTHONPATH", "")])})
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     text = out.decode(errors="replace")
