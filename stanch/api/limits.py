@@ -88,8 +88,8 @@ class BodyLimit:
     async def _refuse(self, send: Send, status: int, reason: str) -> None:
         BODIES_REFUSED.labels(str(status)).inc()
         log.info("request.body_refused", status=status, reason=reason)
-        response = problem_response(status, reason,
-                                    code="too_large" if status == 413 else "body_timeout")
+        # The codes the app's own handler gives a BodyRefused: too_large, request_timeout.
+        response = problem_response(status, reason)
         body = response.body
         headers: list[Any] = [(b"content-type", MEDIA_TYPE.encode()),
                               (b"content-length", str(len(body)).encode()),
