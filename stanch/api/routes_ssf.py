@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 from stanch.api._ssf import SsfRuntime, runtime
 from stanch.api.auth import require
 from stanch.api.problems import problem_response, problem_responses
+from stanch.api.refused_webhooks import RefusalTally
 from stanch.api.routes_ssf_transmitter import router as transmitter_router
 from stanch.ingest import IngestError, PayloadTooLarge
 from stanch.logging import get_logger
@@ -136,14 +137,15 @@ async def push(name: str, request: Request) -> Response:
     cfg = request.app.state.settings.ssf.transmitters.get(name)
     if cfg is None:
         # No such receiver endpoint: a missing resource (a problem), not an invalid SET.
-        refusal = SetError("invalid_request", f"no transmitter {name[:64]!r} is configured "
-                                              "(ssf.transmitters)")
-        await rt.receiver.refused(name, refusal, "push", client)
-        return problem_response(404, refusal.description, code="unknown_transmitter")
+        # Anonymous and of the caller's naming: counted, audited only in aggregate.
+        _tally(request, "ssf:unknown", "unknown_transmitter", 404)
+        log.info("ssf.refused", transmitter=name[:64], err="unknown_transmitter", via="push")
+        return problem_response(404, f"no transmitter {name[:64]!r} is configured "
+                                     "(ssf.transmitters)", code="unknown_transmitter")
     if cfg.push_tokens and not _token_ok(request.headers.get("authorization"), cfg.push_tokens):
-        refusal = SetError("authentication_failed", "missing or unknown bearer token")
-        await rt.receiver.refused(name, refusal, "push", client)
-        return _err(401, refusal.err, refusal.description)
+        _tally(request, f"ssf:{name}", "authentication_failed", 401)
+        log.info("ssf.refused", transmitter=name, err="authentication_failed", via="push")
+        return _err(401, "authentication_failed", "missing or unknown bearer token")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         body = await _read_body(request, request.app.state.settings.api.max_body_bytes)
@@ -170,6 +172,13 @@ async def push(name: str, request: Request) -> Response:
                              "description": "received but not yet applied; retry"},
                             status_code=503, headers={"Retry-After": "5"})
     return Response(status_code=202)
+
+
+def _tally(request: Request, source: str, code: str, status: int) -> None:
+    """A refusal anyone could provoke: one aggregate ``alert.refused`` a minute (see
+    :mod:`stanch.api.refused_webhooks`), never a record per request."""
+    tally: RefusalTally = request.app.state.refused_webhooks
+    tally.note(source=source, code=code, status=status, now=datetime.now(UTC))
 
 
 def _token_ok(header: str | None, tokens: list[Any]) -> bool:
