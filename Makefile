@@ -10,7 +10,7 @@ LOCK_INPUTS := pyproject.toml requirements/build.in
 LOCK_ARGS := --extra dev --extra bench --generate-hashes --universal --python-version 3.11 \
 	--quiet -o $(LOCK)
 
-.PHONY: install up test lint typecheck pytest bench chaos sysdeps clean lock upgrade
+.PHONY: install up test lint typecheck pytest bench chaos fuzz openapi sysdeps clean lock upgrade
 
 # Installs exactly the lock (every file checked against its hash), then the project itself
 # without touching the lock's pins, and removes anything the lock does not list.
@@ -56,6 +56,18 @@ bench: install
 
 chaos: install
 	STANCH_CHAOS_SIZE=full $(BIN)/pytest -q tests/resilience
+
+# schemathesis with thousands of cases per operation (make test runs a dozen): every check,
+# every phase, operator token and anonymous. FUZZ_EXAMPLES / FUZZ_SEED to change the run.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_SEED ?= 22
+fuzz: install
+	STANCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) STANCH_FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest -q -s tests/contract/test_schemathesis.py
+
+# Regenerate docs/openapi.json from the app (a test fails when it is stale).
+openapi: install
+	$(BIN)/python -m stanch.api.contract
 
 clean:
 	rm -rf $(VENV) .stanch .pytest_cache .mypy_cache .ruff_cache

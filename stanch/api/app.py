@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from temporalio.client import Client
 
+from stanch.api import contract, problems
 from stanch.api.auth import Authenticator, require
 from stanch.api.limits import BodyLimit
 from stanch.api.refused_webhooks import RefusalTally
@@ -70,6 +72,8 @@ def create_app(settings: Settings, *, client: Client | None = None,
                   description="Graduated, reversible, audited identity containment.")
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
                        timeout=settings.api.body_timeout_seconds)
+    problems.install(app)
+    contract.install(app)
     owns_audit = audit is None
     make_private(settings.state_dir)
     loaded = list(playbooks) if playbooks is not None else load_playbooks([settings.playbooks_dir])
@@ -105,20 +109,25 @@ def create_app(settings: Settings, *, client: Client | None = None,
 
     mount_console(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz(request: Request) -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=Health,
+             responses=problems.problem_responses(503, s503="Temporal does not answer."))
     async def readyz(request: Request) -> JSONResponse:
         try:
             client = await request.app.state.temporal()
             await client.service_client.check_health()
         except Exception as err:
-            return JSONResponse({"status": "unavailable", "temporal": str(err)[:200]}, 503)
+            return problems.problem_response(503, f"Temporal does not answer: {str(err)[:200]}",
+                                             code="temporal_unavailable")
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))])
+    @app.get("/metrics", tags=["health"], dependencies=[Depends(require(Role.viewer))],
+             response_class=PlainTextResponse, responses={200: {
+                 "description": "Prometheus text exposition format (version 0.0.4).",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics(request: Request) -> Response:
         try:
             client = await request.app.state.temporal()
@@ -128,6 +137,10 @@ def create_app(settings: Settings, *, client: Client | None = None,
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 _APPROVAL_QUERIES_MAX = 50

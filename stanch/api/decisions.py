@@ -23,8 +23,10 @@ from workflows.approvals import Verdict
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import DecisionInput, DecisionResult
 
-# ApplicationError type from the validator → HTTP status for the caller.
-_STATUS = {"DecisionRefused": 403, "SubjectRefused": 403, "UnknownStep": 404,
+# ApplicationError type from the validator → HTTP status for the caller. A step the
+# containment does not have is a conflict with its state (409), not a missing resource:
+# the containment itself exists.
+_STATUS = {"DecisionRefused": 403, "SubjectRefused": 403, "UnknownStep": 409,
            "NotPending": 409, "Closed": 409}
 
 
@@ -34,6 +36,7 @@ class DecisionOutcome:
     status: int
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    code: str = "refused"
 
 
 def update_failure(err: BaseException) -> tuple[int, str, str]:
@@ -68,7 +71,8 @@ class Decider:
         try:
             v = Verdict(verdict)
         except ValueError:
-            return DecisionOutcome(False, 422, f"verdict must be approve or deny (got {verdict!r})")
+            return DecisionOutcome(False, 422, f"verdict must be approve or deny (got {verdict!r})",
+                                   code="invalid_request")
         try:
             client = await self._temporal()
             handle = client.get_workflow_handle(workflow_id)
@@ -83,7 +87,7 @@ class Decider:
                                      principal=principal, channel=channel, reason=reason,
                                      kind=kind)
             DECISIONS.labels(verdict, "refused").inc()
-            return DecisionOutcome(False, status, reason)
+            return DecisionOutcome(False, status, reason, code=kind)
         DECISIONS.labels(verdict, "recorded").inc()
         return DecisionOutcome(True, 200, "recorded", result.model_dump(mode="json"))
 

@@ -10,13 +10,13 @@ answered 408 and its connection released.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stanch.api.problems import MEDIA_TYPE, problem_response
 from stanch.logging import get_logger
 from stanch.metrics import BODIES_REFUSED
 
@@ -88,9 +88,10 @@ class BodyLimit:
     async def _refuse(self, send: Send, status: int, reason: str) -> None:
         BODIES_REFUSED.labels(str(status)).inc()
         log.info("request.body_refused", status=status, reason=reason)
-        body = json.dumps({"error": "too_large" if status == 413 else "body_timeout",
-                           "reason": reason}).encode()
-        headers: list[Any] = [(b"content-type", b"application/json"),
+        # The codes the app's own handler gives a BodyRefused: too_large, request_timeout.
+        response = problem_response(status, reason)
+        body = response.body
+        headers: list[Any] = [(b"content-type", MEDIA_TYPE.encode()),
                               (b"content-length", str(len(body)).encode()),
                               (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})

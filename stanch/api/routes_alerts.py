@@ -14,9 +14,11 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from stanch.api.contract import SOURCE_SCHEMES
 from stanch.api.decisions import update_failure
 from stanch.api.deliveries import (
     REMEMBERED_AFTER_DISPATCH,
@@ -25,6 +27,7 @@ from stanch.api.deliveries import (
     remember,
     repeated,
 )
+from stanch.api.problems import problem_response, problem_responses
 from stanch.api.refused_webhooks import RefusalTally
 from stanch.audit import AuditStore
 from stanch.dispatch import Dispatcher
@@ -63,7 +66,67 @@ def _audit_event(type_: AuditType, *, actor: str, reason: str | None = None,
                       dedup_key=dedup_key, workflow_id=workflow_id)
 
 
-@router.post("/v1/alerts/{source}", status_code=202)
+class Containment(BaseModel):
+    workflow_id: str
+    identity: str = Field(description="Identity key `provider:id`.")
+    deduplicated: bool
+    playbook: str | None = None
+    queued: list[str] = Field(default_factory=list, description="Steps this alert queued.")
+
+
+class Unresolved(BaseModel):
+    name: str
+    name_type: str
+    reason: str
+
+
+class AlertOutcome(BaseModel):
+    alert_id: str
+    source_alert_id: str
+    containments: list[Containment]
+    unresolved: list[Unresolved]
+
+
+class AlertAccepted(BaseModel):
+    alert_id: str | None = Field(description="The first alert's id (a delivery may carry "
+                                             "several); null when it carried none.")
+    workflow_id: str | None = Field(description="The first containment's workflow id.")
+    deduplicated: bool = Field(description="True when every containment had seen it before.")
+    alerts: list[AlertOutcome]
+
+
+_WEBHOOK_DOC: dict[str, Any] = {
+    "security": [{name: []} for name in SOURCE_SCHEMES],
+    "parameters": [
+        {"name": "webhook-id", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "Standard Webhooks: the delivery id (replays are refused)."},
+        {"name": "webhook-timestamp", "in": "header", "required": False,
+         "schema": {"type": "string"},
+         "description": "Standard Webhooks: Unix seconds; must lie in the replay window."},
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "The source's own JSON document, as it sends it. Signatures are "
+                       "verified over these raw bytes; then the source's normalizer reads "
+                       "it. Text must be valid Unicode without NUL.",
+        "content": {"application/json": {"schema": {}}},
+    },
+}
+
+
+@router.post("/v1/alerts/{source}", status_code=202, response_model=AlertAccepted,
+             openapi_extra=_WEBHOOK_DOC, responses={
+                 202: {"description": "Received and audited; containment started or joined "
+                                      "(or deduplicated)."},
+                 **problem_responses(
+                     s401="Missing or bad credentials for this source (the reason says "
+                          "which, never the secret); a source with none configured.",
+                     s404="No such source.",
+                     s413="The body is larger than `api.max_body_bytes`.",
+                     s422="The body is not JSON Stanch can read, or it does not normalize "
+                          "(kept as a dead letter); the reason names the JSON path.",
+                     s503="Received and audited, but containment could not start now "
+                          "(`Retry-After`); a retry is deduplicated.")})
 async def post_alert(source: str, request: Request) -> JSONResponse:
     settings = request.app.state.settings
     now = datetime.now(UTC)
@@ -79,7 +142,7 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
         tally: RefusalTally = request.app.state.refused_webhooks
         tally.note(source=source if source in SOURCES else "unknown", code=err.code,
                    status=err.status, now=now)
-        return JSONResponse({"error": err.code, "reason": err.reason}, status_code=err.status)
+        return problem_response(err.status, err.reason, code=err.code)
 
     delivery = delivery_key(source, request.headers, body, settings)
     prior = await recall(request, [delivery] if delivery else [], now)
@@ -94,8 +157,8 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
         # SIEM retry, and the retry is deduplicated everywhere up to this point.
         _, kind, reason = update_failure(err)
         log.warning("alert.dispatch_failed", source=source, error=kind, reason=reason)
-        return JSONResponse({"error": "containment_unavailable", "reason": reason},
-                            status_code=503, headers={"Retry-After": "5"})
+        return problem_response(503, reason, code="containment_unavailable",
+                                headers={"Retry-After": "5"})
     first = results[0] if results else {}
     containments = [c for r in results for c in r["containments"]]
     answer = {

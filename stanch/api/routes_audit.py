@@ -7,13 +7,14 @@ handlers only read ``request.app.state.audit`` (an AuditStore) and, for the chec
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from stanch.api.inputs import INT64_MAX, Text, Timestamp
+from stanch.api.problems import problem_responses
 from stanch.audit import AuditStore, VerifyReport, checkpoint_key
 from stanch.config import Settings
 from stanch.models import AuditRecord, AuditType
@@ -37,50 +38,38 @@ def _store(request: Request) -> AuditStore:
     return store
 
 
-def _types(raw: list[str] | None) -> list[AuditType] | None:
-    if not raw:
-        return None
-    names = [n.strip() for item in raw for n in item.split(",") if n.strip()]
-    try:
-        return [AuditType(n) for n in names]
-    except ValueError:
-        bad = next(n for n in names if n not in AuditType._value2member_map_)
-        raise HTTPException(
-            status_code=422,
-            detail=f"type: unknown audit type {bad!r}; known: "
-                   f"{', '.join(t.value for t in AuditType)}",
-        ) from None
+_UNAVAILABLE = problem_responses(503, s503="The audit store is not configured.")
 
 
-@router.get("/v1/audit", response_model=AuditPage)
+@router.get("/v1/audit", response_model=AuditPage, responses=_UNAVAILABLE)
 async def list_audit(
     request: Request,
-    identity: Annotated[str | None, Query(description="Subject identity key `provider:id`.")]
+    identity: Annotated[Text | None, Query(description="Subject identity key `provider:id`.")]
     = None,
-    workflow_id: str | None = None,
-    type_names: Annotated[list[str] | None, Query(
-        alias="type",
-        description="Audit type(s), repeated or comma-separated, e.g. `action.result`.")]
-    = None,
-    alert_id: str | None = None,
-    since: Annotated[datetime | None, Query(description="Inclusive lower bound on `at`.")]
-    = None,
-    until: Annotated[datetime | None, Query(description="Exclusive upper bound on `at`.")]
-    = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    workflow_id: Annotated[Text | None, Query()] = None,
+    types: Annotated[list[AuditType] | None, Query(
+        alias="type", description="Audit type; repeat the parameter for several, e.g. "
+                                  "`type=action.result&type=action.failed`.")] = None,
+    alert_id: Annotated[Text | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query(
+        description="Inclusive lower bound on `at` (RFC 3339, with its offset).")] = None,
+    until: Annotated[Timestamp | None, Query(
+        description="Exclusive upper bound on `at` (RFC 3339, with its offset).")] = None,
+    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="Only records after "
+                                    "this sequence number.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many.")] = 100,
 ) -> AuditPage:
-    types = _types(type_names)
     store = _store(request)
     records = await run_in_threadpool(
-        store.query, subject=identity, workflow_id=workflow_id, types=types, since=since,
+        store.query, subject=identity, workflow_id=workflow_id, types=types or None,
+        since=since,
         until=until, after_seq=after_seq, limit=limit, alert_id=alert_id,
     )
     return AuditPage(records=records,
                      next_after_seq=records[-1].seq if records else after_seq)
 
 
-@router.get("/v1/audit/verify", response_model=VerifyReport)
+@router.get("/v1/audit/verify", response_model=VerifyReport, responses=_UNAVAILABLE)
 async def verify_audit(request: Request) -> VerifyReport:
     """Walk the whole chain; with the configured key, check the signed checkpoints too.
     Returns 200 with ``ok: false`` and the first broken record when it is not intact."""

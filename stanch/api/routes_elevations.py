@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
-from temporalio.client import WorkflowUpdateFailedError
+from pydantic import BaseModel, Field, StrictBool
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from stanch.api._common import check_workflow_id, failure_response, run_update, temporal_client
+from stanch.api._common import (
+    check_workflow_id,
+    failure_response,
+    read_status,
+    run_update,
+    temporal_client,
+)
 from stanch.api.auth import has_role, require
 from stanch.api.decisions import Decider, update_failure
+from stanch.api.inputs import DurationText, Name, Reason, Text
+from stanch.api.problems import problem_responses
 from stanch.api.refusals import audit_refusal
 from stanch.config import Settings
 from stanch.inventory import Inventory
@@ -31,9 +39,11 @@ from workflows.approvals import Verdict
 from workflows.elevation import ElevationWorkflow
 from workflows.elevation_types import (
     DecisionInput,
+    DecisionResult,
     ElevationInput,
     ElevationStatus,
     ExtendInput,
+    ExtendResult,
     RevokeInput,
     elevation_workflow_id,
     policy_for,
@@ -80,17 +90,68 @@ def _may_request(principal: Principal, ref: IdentityRef) -> bool:
 
 
 class ElevationBody(BaseModel):
-    model_config = {"extra": "forbid"}
-    principal: str = Field(description="`provider:id` or an inventory alias of who gets it.")
-    scopes: list[str] = Field(min_length=1, description="Groups/roles/policies to grant.")
-    duration: str = Field(description="How long, e.g. `30m`; capped by the scopes' policy.")
-    reason: str = Field(min_length=3, description="Why: required, audited.")
-    ticket: str | None = None
-    break_glass: bool = Field(default=False, description="Grant now, review after "
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"principal": "mock:u-alice", "scopes": ["prod-admins"], "duration": "30m",
+         "reason": "hotfix for the billing outage"}]}}
+    principal: Text = Field(description="`provider:id` or an inventory alias of who gets it.")
+    scopes: list[Name] = Field(min_length=1, max_length=64,
+                               description="Groups/roles/policies to grant.")
+    duration: DurationText = Field(description="How long, e.g. `30m`; capped by the scopes' "
+                                               "policy.")
+    reason: Reason
+    ticket: Text | None = None
+    break_glass: StrictBool = Field(default=False, description="Grant now, review after "
                               "(only where every scope's policy allows it).")
 
 
-@router.post("", status_code=202)
+class ElevationAccepted(BaseModel):
+    workflow_id: str
+    principal: str
+    scopes: list[str]
+    policies: dict[str, Any]
+    break_glass: bool
+
+
+class ElevationItem(BaseModel):
+    workflow_id: str
+    run_status: str | None
+    started_at: str | None
+    principal: str | None = None
+    scopes: list[str] | None = None
+    state: str | None = None
+    requested_by: str | None = None
+    expires_at: str | None = None
+
+
+class ElevationList(BaseModel):
+    elevations: list[ElevationItem]
+
+
+# Listed elevations whose state is read: running ones (a query), completed ones (result).
+_READABLE = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+_UNAVAILABLE = "Temporal is unavailable (the reason says why); retry."
+_NO_SUCH = "No such elevation (ids look like `elevation-<24 hex>`)."
+_REFUSED = problem_responses(
+    403, 404, 409, 503, s403="Refused: not the principal, a responder or an approver of the "
+    "scopes, as the operation needs (the reason says which).", s404=_NO_SUCH,
+    s409="Not possible in the elevation's state (the reason says why).", s503=_UNAVAILABLE)
+_LINK = {"parameters": {"workflow_id": "$response.body#/workflow_id"}}
+
+
+@router.post("", status_code=202, response_model=ElevationAccepted, responses={
+    202: {"links": {
+        "GetElevation": {"operationId": "get_elevation_v1_elevations__workflow_id__get",
+                         **_LINK},
+        "Decide": {"operationId": "decide_v1_elevations__workflow_id__decisions_post",
+                   **_LINK},
+        "Extend": {"operationId": "extend_v1_elevations__workflow_id__extend_post", **_LINK},
+        "Revoke": {"operationId": "revoke_v1_elevations__workflow_id__revoke_post",
+                   **_LINK}}},
+    **problem_responses(403, 404, 409, 503, s403="Not a responder, and not the principal "
+                        "itself; or break-glass without the responder role.",
+                        s404="The principal is not in the inventory and not `provider:id` "
+                             "of a configured provider.",
+                        s409="Temporal refused to start it.", s503=_UNAVAILABLE)})
 async def request_elevation(body: ElevationBody, request: Request,
                             principal: Principal = Depends(require(Role.viewer))) -> Any:
     settings: Settings = request.app.state.settings
@@ -104,9 +165,7 @@ async def request_elevation(body: ElevationBody, request: Request,
     if refused is not None:
         await audit_refusal(request, principal, reason=refused, refusal="not_allowed")
         raise HTTPException(403, refused)
-    scopes = list(dict.fromkeys(s.strip() for s in body.scopes if s.strip()))
-    if not scopes:
-        raise HTTPException(422, "scopes: name at least one scope")
+    scopes = list(dict.fromkeys(body.scopes))  # trimmed and non-blank (Name)
     inp = ElevationInput(
         principal=ref, scopes=scopes, duration=_duration(body.duration), reason=body.reason,
         ticket=body.ticket, requested_by=principal.id, break_glass=body.break_glass,
@@ -125,20 +184,26 @@ async def request_elevation(body: ElevationBody, request: Request,
             "break_glass": body.break_glass}
 
 
-@router.get("")
-async def list_elevations(request: Request, limit: int = 50,
-                          _: Principal = Depends(require(Role.viewer))) -> Any:
+@router.get("", response_model=ElevationList, response_model_exclude_none=True,
+            responses=problem_responses(503, s503=_UNAVAILABLE))
+async def list_elevations(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=200, description="At most this many.")] = 50,
+        _: Principal = Depends(require(Role.viewer))) -> Any:
     client = await _client(request)
     items: list[dict[str, Any]] = []
     try:
         async for wf in client.list_workflows('WorkflowType = "ElevationWorkflow"',
-                                              limit=max(1, min(limit, 200))):
+                                              limit=limit):
             item: dict[str, Any] = {
                 "workflow_id": wf.id, "run_status": wf.status.name if wf.status else None,
                 "started_at": wf.start_time.isoformat() if wf.start_time else None}
+            if wf.status not in _READABLE:
+                items.append(item)  # terminated or failed: a query would replay its history
+                continue
             try:
-                status: ElevationStatus = await client.get_workflow_handle(wf.id).query(
-                    ElevationWorkflow.status)
+                status: ElevationStatus = await read_status(
+                    client, wf.id, ElevationWorkflow.status, ElevationStatus, wf.status)
                 item.update(principal=status.principal, scopes=status.scopes,
                             state=status.state.value, requested_by=status.requested_by,
                             expires_at=status.expires_at.isoformat()
@@ -151,13 +216,16 @@ async def list_elevations(request: Request, limit: int = 50,
     return {"elevations": items}
 
 
-@router.get("/{workflow_id}")
+@router.get("/{workflow_id}", responses={
+    200: {"model": ElevationStatus}, **problem_responses(404, 503, s404=_NO_SUCH,
+                                                        s503=_UNAVAILABLE)})
 async def get_elevation(workflow_id: str, request: Request,
                         _: Principal = Depends(require(Role.viewer))) -> Any:
     workflow_id = _check_wid(workflow_id)
     client = await _client(request)
     try:
-        status = await client.get_workflow_handle(workflow_id).query(ElevationWorkflow.status)
+        status = await read_status(client, workflow_id, ElevationWorkflow.status,
+                                   ElevationStatus)
     except RPCError as err:
         return _fail(err)
     return status.model_dump(mode="json")
@@ -166,10 +234,11 @@ async def get_elevation(workflow_id: str, request: Request,
 class DecisionBody(BaseModel):
     model_config = {"extra": "forbid"}
     verdict: Literal["approve", "deny"]
-    comment: str = ""
+    comment: Text = ""
 
 
-@router.post("/{workflow_id}/decisions")
+@router.post("/{workflow_id}/decisions", responses={200: {"model": DecisionResult},
+                                                   **_REFUSED})
 async def decide(workflow_id: str, body: DecisionBody, request: Request,
                  principal: Principal = Depends(require(Role.approver))) -> Any:
     workflow_id = _check_wid(workflow_id)  # before Temporal: a bad id is a 404, not a 503
@@ -190,11 +259,11 @@ async def decide(workflow_id: str, body: DecisionBody, request: Request,
 
 class ExtendBody(BaseModel):
     model_config = {"extra": "forbid"}
-    duration: str
-    reason: str = Field(min_length=3)
+    duration: DurationText
+    reason: Reason
 
 
-@router.post("/{workflow_id}/extend")
+@router.post("/{workflow_id}/extend", responses={200: {"model": ExtendResult}, **_REFUSED})
 async def extend(workflow_id: str, body: ExtendBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
     workflow_id = _check_wid(workflow_id)  # before Temporal: a bad id is a 404, not a 503
@@ -216,10 +285,11 @@ async def extend(workflow_id: str, body: ExtendBody, request: Request,
 
 class RevokeBody(BaseModel):
     model_config = {"extra": "forbid"}
-    reason: str = Field(min_length=3)
+    reason: Reason
 
 
-@router.post("/{workflow_id}/revoke")
+@router.post("/{workflow_id}/revoke", responses={200: {"model": ElevationStatus},
+                                                **_REFUSED})
 async def revoke(workflow_id: str, body: RevokeBody, request: Request,
                  principal: Principal = Depends(require(Role.viewer))) -> Any:
     return await run_update(request, _check_wid(workflow_id), ElevationWorkflow.revoke,

@@ -21,11 +21,15 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from stanch.api.auth import has_role
+from stanch.api.contract import SLACK
+from stanch.api.problems import problem_responses
 from stanch.config import Settings
 from stanch.logging import get_logger
 from stanch.models import Principal, Role
+from stanch.text import find_bad_text
 
 log = get_logger(__name__)
 
@@ -35,7 +39,42 @@ MAX_AGE_SECONDS = 300
 _VERDICTS = {"stanch_approve": "approve", "stanch_deny": "deny"}
 
 
-@router.post("/v1/integrations/slack/interactions")
+class SlackReply(BaseModel):
+    """An ephemeral message for the person who clicked."""
+
+    response_type: str = "ephemeral"
+    replace_original: bool = False
+    text: str
+
+
+_SLACK_DOC: dict[str, Any] = {
+    "security": [{SLACK: []}],
+    "parameters": [{
+        "name": "X-Slack-Request-Timestamp", "in": "header", "required": True,
+        "schema": {"type": "string"},
+        "description": "Unix seconds, signed with the body; older than 5 minutes is refused."}],
+    "requestBody": {
+        "required": True,
+        "description": "What Slack posts for a button click: a form whose `payload` field "
+                       "holds the interaction as JSON. The signature covers the raw bytes.",
+        "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["payload"],
+            "properties": {"payload": {"type": "string",
+                                       "description": "The interaction, as JSON."}}}}},
+    },
+}
+
+
+@router.post("/v1/integrations/slack/interactions", response_model=SlackReply,
+             openapi_extra=_SLACK_DOC, responses={
+                 200: {"description": "A verified request: the outcome (refusals included) "
+                                      "as an ephemeral message, since Slack shows any other "
+                                      "status as a generic failure."},
+                 **problem_responses(
+                     s400="The form has no `payload` field holding a JSON object.",
+                     s401="Missing, stale or bad Slack signature.",
+                     s404="Slack interactivity is not configured.",
+                     s413="The body is larger than `api.max_body_bytes`.")})
 async def slack_interactions(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     secret = settings.notify.slack_signing_secret
@@ -156,6 +195,9 @@ def _payload(body: bytes) -> dict[str, Any]:
         raise HTTPException(400, detail="expected a form field `payload` holding JSON") from None
     if not isinstance(payload, dict):
         raise HTTPException(400, detail="`payload` must be a JSON object")
+    bad = find_bad_text(payload)
+    if bad is not None:
+        raise HTTPException(400, detail=f"`payload` {bad[0]}: text {bad[1]}")
     return payload
 
 

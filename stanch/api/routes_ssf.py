@@ -1,8 +1,9 @@
 """Shared Signals routes: Stanch as receiver, and the operators' view of both directions.
 
-Receiver: ``POST /v1/ssf/push/{name}`` (RFC 8935) answers 202, or 400 with
-``{"err", "description"}``; accepted CAEP/RISC events go down the ordinary alert path
-(audit ``alert.received``, inventory, update-with-start). Poll streams are drained by a
+Receiver: ``POST /v1/ssf/push/{name}`` (RFC 8935) answers 202, or 400/401/503 with
+``{"err", "description"}`` (a name no transmitter is configured under: a 404 problem);
+accepted CAEP/RISC events go down the ordinary alert path (audit ``alert.received``,
+inventory, update-with-start). Poll streams are drained by a
 :class:`~stanch.ssf.manage.Poller` per configured transmitter, started with the app.
 Operators: ``GET /v1/ssf/overview`` and ``POST /v1/ssf/transmitters/{name}/{op}``.
 The transmitter's endpoints live in :mod:`stanch.api.routes_ssf_transmitter`, included here.
@@ -20,11 +21,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from stanch.api._ssf import SsfRuntime, runtime
 from stanch.api.auth import require
+from stanch.api.problems import problem_response, problem_responses
+from stanch.api.refused_webhooks import RefusalTally
 from stanch.api.routes_ssf_transmitter import router as transmitter_router
 from stanch.ingest import IngestError, PayloadTooLarge
 from stanch.logging import get_logger
@@ -95,7 +99,36 @@ def _err(status: int, err: str, description: str) -> JSONResponse:
     return JSONResponse({"err": err, "description": description}, status_code=status)
 
 
-@router.post("/v1/ssf/push/{name}", status_code=202)
+class SetErrorBody(BaseModel):
+    """An RFC 8935 §2.3 error: the push receiver answers in the transmitters' protocol."""
+
+    err: str = Field(description="The RFC 8935 error code, e.g. `invalid_request`, "
+                                 "`invalid_key`, `authentication_failed`.")
+    description: str = Field(description="What was wrong with the SET, for people.")
+
+
+_RFC8935 = "An RFC 8935 error body (`err`, `description`), not a problem: "
+_PUSH_DOC: dict[str, Any] = {
+    # A token only when the transmitter's configuration lists push tokens.
+    "security": [{"ssfPushToken": []}, {}],
+    "requestBody": {
+        "required": True,
+        "description": "One Security Event Token (RFC 8417), a signed JWT in compact form.",
+        "content": {"application/secevent+jwt": {"schema": {"type": "string"}}},
+    },
+}
+
+
+@router.post("/v1/ssf/push/{name}", status_code=202, response_class=Response,
+             openapi_extra=_PUSH_DOC, responses={
+    202: {"description": "The SET was accepted (RFC 8935 §2.2): applied, or a duplicate."},
+    400: {"model": SetErrorBody, "description": _RFC8935 + "wrong Content-Type, or a SET "
+          "that does not validate (signature, issuer, audience, events)."},
+    **problem_responses(s404="No transmitter of this name is configured."),
+    401: {"model": SetErrorBody, "description": _RFC8935 + "the transmitter's push token "
+          "is missing or unknown."},
+    503: {"model": SetErrorBody, "description": _RFC8935 + "received but not applied now "
+          "(`Retry-After`); a redelivery tries again."}})
 async def push(name: str, request: Request) -> Response:
     from stanch.api.routes_alerts import _read_body
 
@@ -103,18 +136,21 @@ async def push(name: str, request: Request) -> Response:
     client = request.client.host if request.client else None
     cfg = request.app.state.settings.ssf.transmitters.get(name)
     if cfg is None:
-        refusal = SetError("invalid_request", f"no transmitter {name[:64]!r} is configured")
-        await rt.receiver.refused(name, refusal, "push", client)
-        return _err(400, refusal.err, refusal.description)
+        # No such receiver endpoint: a missing resource (a problem), not an invalid SET.
+        # Anonymous and of the caller's naming: counted, audited only in aggregate.
+        _tally(request, "ssf:unknown", "unknown_transmitter", 404)
+        log.info("ssf.refused", transmitter=name[:64], err="unknown_transmitter", via="push")
+        return problem_response(404, f"no transmitter {name[:64]!r} is configured "
+                                     "(ssf.transmitters)", code="unknown_transmitter")
     if cfg.push_tokens and not _token_ok(request.headers.get("authorization"), cfg.push_tokens):
-        refusal = SetError("authentication_failed", "missing or unknown bearer token")
-        await rt.receiver.refused(name, refusal, "push", client)
-        return _err(401, refusal.err, refusal.description)
+        _tally(request, f"ssf:{name}", "authentication_failed", 401)
+        log.info("ssf.refused", transmitter=name, err="authentication_failed", via="push")
+        return _err(401, "authentication_failed", "missing or unknown bearer token")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         body = await _read_body(request, request.app.state.settings.api.max_body_bytes)
     except PayloadTooLarge as e:
-        return _err(413, "invalid_request", e.reason)
+        return problem_response(413, e.reason, code="too_large")  # as the body limit does
     if ctype != "application/secevent+jwt":
         refusal = SetError("invalid_request", "Content-Type must be application/secevent+jwt")
         await rt.receiver.refused(name, refusal, "push", client)
@@ -136,6 +172,13 @@ async def push(name: str, request: Request) -> Response:
                              "description": "received but not yet applied; retry"},
                             status_code=503, headers={"Retry-After": "5"})
     return Response(status_code=202)
+
+
+def _tally(request: Request, source: str, code: str, status: int) -> None:
+    """A refusal anyone could provoke: one aggregate ``alert.refused`` a minute (see
+    :mod:`stanch.api.refused_webhooks`), never a record per request."""
+    tally: RefusalTally = request.app.state.refused_webhooks
+    tally.note(source=source, code=code, status=status, now=datetime.now(UTC))
 
 
 def _token_ok(header: str | None, tokens: list[Any]) -> bool:
@@ -177,7 +220,11 @@ async def overview(request: Request) -> JSONResponse:
     return JSONResponse(await asyncio.to_thread(collect))
 
 
-@router.post("/v1/ssf/transmitters/{name}/{op}", dependencies=[Depends(require(Role.admin))])
+@router.post("/v1/ssf/transmitters/{name}/{op}", dependencies=[Depends(require(Role.admin))],
+             responses=problem_responses(
+                 s404="No such configured transmitter, or `op` is not one of connect, "
+                      "verify, pause, enable.",
+                 s502="The transmitter refused the call or could not be reached."))
 async def manage_remote(name: str, op: str, request: Request) -> JSONResponse:
     """Receiver-side stream management: connect | verify | pause | enable."""
     rt = runtime(request.app)
@@ -194,8 +241,8 @@ async def manage_remote(name: str, op: str, request: Request) -> JSONResponse:
             status = "paused" if op == "pause" else "enabled"
             return JSONResponse(await manage.set_status(rt.receiver, name, status))
     except SetError as e:
-        return JSONResponse({"error": "unknown_transmitter", "reason": e.description}, 404)
+        return problem_response(404, e.description, code="unknown_transmitter")
     except SsfClientError as e:
-        return JSONResponse({"error": "transmitter_error", "reason": str(e)}, 502)
-    return JSONResponse({"error": "unknown_operation",
-                         "reason": "one of connect, verify, pause, enable"}, 404)
+        return problem_response(502, str(e), code="transmitter_error")
+    return problem_response(404, f"no operation {op[:64]!r}: one of connect, verify, pause, "
+                            "enable", code="unknown_operation")

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from stanch.api._ssf import SsfRuntime, runtime
 from stanch.api.auth import AuthFailure, has_role
+from stanch.api.problems import problem_response, problem_responses
 from stanch.logging import get_logger
 from stanch.models import Principal, Role
 from stanch.ssf.client import POLL, PUSH
@@ -27,6 +28,22 @@ from stanch.ssf.transmitter import STATUSES, StreamError
 log = get_logger("stanch.api.ssf")
 MANAGE, READ = "ssf.manage", "ssf.read"
 router = APIRouter(tags=["ssf"])
+
+
+def _doc(scope: str, *statuses: int, body: bool = False) -> dict[str, Any]:
+    """Route keywords documenting a stream endpoint: its bearer token (an operator token,
+    see ``operatorToken``), its JSON object body, and the problems it answers."""
+    extra: dict[str, Any] = {"security": [{"operatorToken": []}]}
+    if body:
+        extra["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "additionalProperties": True}}},
+            "description": "An SSF 1.0 request object (§8.1); see the SSF specification."}
+    return {"openapi_extra": extra, "responses": problem_responses(
+        *statuses, s401="No token, or one that is unknown, expired or badly signed.",
+        s403=f"The principal lacks the scope `{scope}` (the group, or the admin role).",
+        s404="No such stream, or one another receiver created.",
+        **({"s400": "The body is not a JSON object, or the configuration is invalid "
+                    "(the detail says which field)."} if body else {}))}
 
 async def _principal(request: Request, scope: str) -> Principal:
     try:
@@ -51,8 +68,7 @@ class _Refused(Exception):
     def response(self) -> JSONResponse:
         headers = {"WWW-Authenticate": f'Bearer error="{self.error}"'} \
             if self.status in (401, 403) else None
-        return JSONResponse({"error": self.error, "reason": self.reason},
-                            status_code=self.status, headers=headers)
+        return problem_response(self.status, self.reason, code=self.error, headers=headers)
 
 
 def _own(rt: SsfRuntime, principal: Principal, stream_id: Any) -> Stream:
@@ -72,12 +88,14 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
-@router.get("/.well-known/ssf-configuration")
-@router.get("/.well-known/ssf-configuration/{path:path}")
+@router.get("/.well-known/ssf-configuration",
+            responses=problem_responses(s404="Not this transmitter's issuer path."))
+@router.get("/.well-known/ssf-configuration/{path:path}",
+            responses=problem_responses(s404="Not this transmitter's issuer path."))
 async def metadata(request: Request, path: str = "") -> JSONResponse:
     rt = runtime(request.app)
     if request.url.path.rstrip("/") != rt.transmitter.well_known_path().rstrip("/"):
-        return JSONResponse({"error": "not_found", "reason": "no such issuer"}, 404)
+        return problem_response(404, "no such issuer", code="not_found")
     return JSONResponse(rt.transmitter.metadata())
 
 
@@ -95,10 +113,10 @@ async def _guard(request: Request, scope: str, fn: Any) -> Response:
     except _Refused as e:
         return e.response()
     except StreamError as e:
-        return JSONResponse({"error": "invalid_request", "reason": e.reason}, e.status)
+        return problem_response(e.status, e.reason, code="invalid_request")
 
 
-@router.post("/v1/ssf/streams", status_code=201)
+@router.post("/v1/ssf/streams", status_code=201, **_doc(MANAGE, body=True))
 async def create_stream(request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         body = await _json(request)
@@ -108,7 +126,7 @@ async def create_stream(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
-@router.get("/v1/ssf/streams")
+@router.get("/v1/ssf/streams", **_doc(READ))
 async def read_streams(request: Request, stream_id: str | None = None) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         if stream_id is not None:
@@ -117,8 +135,8 @@ async def read_streams(request: Request, stream_id: str | None = None) -> Respon
     return await _guard(request, READ, go)
 
 
-@router.patch("/v1/ssf/streams")
-@router.put("/v1/ssf/streams")
+@router.patch("/v1/ssf/streams", **_doc(MANAGE, body=True))
+@router.put("/v1/ssf/streams", **_doc(MANAGE, body=True))
 async def update_stream(request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         body = await _json(request)
@@ -131,7 +149,8 @@ async def update_stream(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
-@router.delete("/v1/ssf/streams")
+@router.delete("/v1/ssf/streams", status_code=204, response_class=Response,
+                **_doc(MANAGE))
 async def delete_stream(request: Request, stream_id: str | None = None) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         stream = _own(rt, p, stream_id)
@@ -141,7 +160,7 @@ async def delete_stream(request: Request, stream_id: str | None = None) -> Respo
     return await _guard(request, MANAGE, go)
 
 
-@router.get("/v1/ssf/status")
+@router.get("/v1/ssf/status", **_doc(READ))
 async def get_status(request: Request, stream_id: str | None = None) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         s = _own(rt, p, stream_id)
@@ -152,7 +171,7 @@ async def get_status(request: Request, stream_id: str | None = None) -> Response
     return await _guard(request, READ, go)
 
 
-@router.post("/v1/ssf/status")
+@router.post("/v1/ssf/status", **_doc(MANAGE, body=True))
 async def post_status(request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         body = await _json(request)
@@ -169,7 +188,8 @@ async def post_status(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
-@router.post("/v1/ssf/verify", status_code=204)
+@router.post("/v1/ssf/verify", status_code=204, response_class=Response,
+              **_doc(MANAGE, 429, body=True))
 async def post_verify(request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         import time
@@ -178,9 +198,8 @@ async def post_verify(request: Request) -> Response:
         s = _own(rt, p, body.get("stream_id"))
         gap = rt.transmitter.min_verification_interval
         if gap and s.verified_at and time.time() - s.verified_at < gap:
-            return JSONResponse({"error": "too_many_requests", "reason": "verification "
-                                 f"at most every {gap} s"}, 429,
-                                headers={"Retry-After": str(gap)})
+            return problem_response(429, f"verification at most every {gap} s",
+                                    code="too_many_requests", headers={"Retry-After": str(gap)})
         state = body.get("state")
         jti = await asyncio.to_thread(rt.transmitter.verification, s,
                                       str(state)[:256] if state else None)
@@ -191,8 +210,9 @@ async def post_verify(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
-@router.post("/v1/ssf/subjects:add")
-@router.post("/v1/ssf/subjects:remove")
+@router.post("/v1/ssf/subjects:add", response_class=Response, **_doc(MANAGE, body=True))
+@router.post("/v1/ssf/subjects:remove", response_class=Response,
+             **_doc(MANAGE, body=True))
 async def change_subject(request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         body = await _json(request)
@@ -209,7 +229,7 @@ async def change_subject(request: Request) -> Response:
     return await _guard(request, MANAGE, go)
 
 
-@router.post("/v1/ssf/poll/{stream_id}")
+@router.post("/v1/ssf/poll/{stream_id}", **_doc(READ, body=True))
 async def poll(stream_id: str, request: Request) -> Response:
     async def go(rt: SsfRuntime, p: Principal) -> Response:
         body = await _json(request)

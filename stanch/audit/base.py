@@ -59,6 +59,18 @@ class AuditError(Exception):
     """The audit store could not do what was asked; the message says why."""
 
 
+class UnstorableRecord(AuditError, ValueError):
+    """A record no store could ever write (text that is not Unicode, a NUL in an indexed
+    column, a number JSON cannot hold). Refused before it joins a batch, so it fails only
+    the caller that made it; ``field`` names where the problem is."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"audit record field {field!r} {problem}: fix the text that "
+                         f"reached it (it was refused, nothing was written)")
+        self.field = field
+        self.problem = problem
+
+
 @runtime_checkable
 class AuditStore(Protocol):
     """Append-only, hash-chained audit log. Methods are synchronous: call them from async
@@ -131,7 +143,49 @@ def storage_dedup_key(key: str | None) -> str | None:
 
 
 def prepare(event: AuditEvent) -> dict[str, Any]:
-    """The event as chained fields: redacted, JSON-typed, time normalized; no seq/hashes."""
+    """The event as chained fields: redacted, JSON-typed, time normalized; no seq/hashes.
+
+    Raises :class:`UnstorableRecord` when the record could not be sealed or stored."""
+    try:
+        fields = _prepare(event)
+    except UnicodeEncodeError as err:  # a digest over text that is not Unicode
+        raise UnstorableRecord(_culprit(event.model_dump(mode="json")), _problem(err)) from None
+    check_storable(fields)
+    return fields
+
+
+def check_storable(fields: dict[str, Any]) -> None:
+    """Refuse what would fail inside a transaction: a body that does not encode as UTF-8
+    (an unpaired surrogate), a value JSON cannot hold, a NUL in an indexed column (a
+    PostgreSQL ``text`` cannot hold one)."""
+    try:
+        canonical_json(fields).encode()
+    except UnicodeEncodeError as err:
+        raise UnstorableRecord(_culprit(fields), _problem(err)) from None
+    except (TypeError, ValueError) as err:
+        raise UnstorableRecord(_culprit(fields), f"is not JSON: {err}") from None
+    for name in INDEX_FIELDS:
+        value = fields.get(name)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            raise UnstorableRecord(name, "holds a NUL character")
+
+
+def _culprit(fields: dict[str, Any]) -> str:
+    for name, value in fields.items():
+        try:
+            canonical_json(value).encode()
+        except (UnicodeEncodeError, TypeError, ValueError):
+            return name
+    return "?"
+
+
+def _problem(err: UnicodeEncodeError) -> str:
+    bad = err.object[err.start:err.end]
+    return f"holds an unpaired UTF-16 surrogate (U+{ord(bad[0]):04X})" if bad else str(err)
+
+
+def _prepare(event: AuditEvent) -> dict[str, Any]:
     fields = event.model_dump(mode="json")
     for name in _TEXT_FIELDS:
         if isinstance(fields.get(name), str):
@@ -171,13 +225,16 @@ class GroupCommit:
     """Appends from many threads share transactions: one commit (one fsync) for all of
     them, each caller still returning only once its own record is durable.
 
-    The caller that takes the write turn commits every event queued so far (up to
-    ``max_batch``); the callers whose events it carried find them done when their turn
-    comes. Under no contention a batch is the one event. If a batch's transaction fails,
-    every caller in it gets the error: none of them was written (one transaction).
+    The caller that takes the write turn commits every record queued so far (up to
+    ``max_batch``); the callers whose records it carried find them done when their turn
+    comes. Under no contention a batch is the one record. Records are prepared (and
+    refused if they could never be stored) before they are queued, so a bad one fails
+    only its own caller; if a batch's transaction fails anyway, nothing of it was written
+    and each member is retried in a transaction of its own, so the failure stays with the
+    member that caused it.
     """
 
-    def __init__(self, write: Callable[[Sequence[AuditEvent]], list[AuditRecord]], *,
+    def __init__(self, write: Callable[[Sequence[dict[str, Any]]], list[AuditRecord]], *,
                  max_batch: int = 256) -> None:
         self._write = write
         self._max = max_batch
@@ -185,8 +242,9 @@ class GroupCommit:
         self._queue_lock = threading.Lock()
         self._turn = threading.Lock()
 
-    def append(self, event: AuditEvent) -> AuditRecord:
-        slot = _Slot(event)
+    def append(self, fields: dict[str, Any]) -> AuditRecord:
+        """Write one prepared record (see :func:`prepare`); its record once durable."""
+        slot = _Slot(fields)
         with self._queue_lock:
             self._queue.append(slot)
         while not slot.done:
@@ -195,25 +253,38 @@ class GroupCommit:
                     break
                 with self._queue_lock:
                     batch, self._queue = self._queue[:self._max], self._queue[self._max:]
-                try:
-                    records = self._write([s.event for s in batch])
-                except BaseException as err:
-                    for s in batch:
-                        s.error, s.done = err, True
-                else:
-                    for s, record in zip(batch, records, strict=True):
-                        s.record, s.done = record, True
+                self._commit(batch)
         if slot.error is not None:
             raise slot.error
         assert slot.record is not None
         return slot.record
 
+    def _commit(self, batch: list[_Slot]) -> None:
+        try:
+            records = self._write([s.fields for s in batch])
+        except Exception as err:
+            if len(batch) > 1:
+                # Nothing of the batch was written (one transaction): retry its members
+                # one at a time, so each gets its own outcome.
+                for s in batch:
+                    self._commit([s])
+            else:
+                batch[0].error, batch[0].done = err, True
+        except BaseException as err:  # interrupted: nobody may wait for a turn forever
+            for s in batch:
+                if not s.done:
+                    s.error, s.done = err, True
+            raise
+        else:
+            for s, record in zip(batch, records, strict=True):
+                s.record, s.done = record, True
+
 
 class _Slot:
-    __slots__ = ("done", "error", "event", "record")
+    __slots__ = ("done", "error", "fields", "record")
 
-    def __init__(self, event: AuditEvent) -> None:
-        self.event = event
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
         self.done = False
         self.record: AuditRecord | None = None
         self.error: BaseException | None = None

@@ -152,7 +152,7 @@ class PostgresAuditStore:
         self.schema = schema
         self._dsn = dsn
         self._lock = threading.RLock()
-        self._group = GroupCommit(self.append_many)
+        self._group = GroupCommit(self._append_prepared)
         self._lock_id = _lock_id(schema)
         self._conn = _connect(dsn, schema)
         row = self._conn.execute("SELECT to_regclass('audit_records')").fetchone()
@@ -187,11 +187,14 @@ class PostgresAuditStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
-        # Concurrent appends share one transaction (and one advisory-lock turn).
-        return self._group.append(event)
+        # Concurrent appends share one transaction (and one advisory-lock turn); a record
+        # that could never be stored is refused here, before it joins one.
+        return self._group.append(prepare(event))
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        prepared = [prepare(e) for e in events]
+        return self._append_prepared([prepare(e) for e in events])
+
+    def _append_prepared(self, prepared: Sequence[dict[str, Any]]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         with self._write() as conn:
             seq, prev = self._head(conn)

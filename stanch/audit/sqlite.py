@@ -96,7 +96,7 @@ class SqliteAuditStore:
         self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         self._lock = threading.RLock()
-        self._group = GroupCommit(self.append_many)
+        self._group = GroupCommit(self._append_prepared)
         self._writer_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         with self._lock:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -144,11 +144,14 @@ class SqliteAuditStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
-        # Concurrent appends (API requests, activities) share one transaction and fsync.
-        return self._group.append(event)
+        # Concurrent appends (API requests, activities) share one transaction and fsync;
+        # a record that could never be stored is refused here, before it joins one.
+        return self._group.append(prepare(event))
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        prepared = [prepare(e) for e in events]
+        return self._append_prepared([prepare(e) for e in events])
+
+    def _append_prepared(self, prepared: Sequence[dict[str, Any]]) -> list[AuditRecord]:
         out: list[AuditRecord] = []
         with self._write() as conn:
             seq, prev = self._head(conn)

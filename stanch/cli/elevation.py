@@ -75,9 +75,9 @@ def elevations(
     for col in ("workflow id", "principal", "scopes", "state", "expires", "requested by"):
         table.add_column(col, overflow="fold")
     for e in items:
-        table.add_row(e["workflow_id"], e.get("principal", "?"),
-                      ", ".join(e.get("scopes", [])), e.get("state") or e.get("run_status", ""),
-                      e.get("expires_at") or "", e.get("requested_by", ""))
+        table.add_row(e["workflow_id"], e.get("principal") or "?",
+                      ", ".join(e.get("scopes") or []), e.get("state") or e.get("run_status") or "",
+                      e.get("expires_at") or "", e.get("requested_by") or "")
     console.print(table)
 
 

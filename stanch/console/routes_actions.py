@@ -67,7 +67,8 @@ async def _call(coro: Awaitable[Any]) -> tuple[bool, Any]:
         return False, str(err.detail)
     if isinstance(result, JSONResponse):
         body = json.loads(bytes(result.body))
-        return False, body.get("reason") or body.get("error") or f"HTTP {result.status_code}"
+        # An API error is a problem (RFC 9457): ``detail`` says what happened.
+        return False, body.get("detail") or body.get("code") or f"HTTP {result.status_code}"
     return True, result
 
 

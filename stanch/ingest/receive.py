@@ -28,6 +28,7 @@ from stanch.ingest.registry import SOURCES, normalize
 from stanch.logging import get_logger
 from stanch.models import Alert
 from stanch.redact import REDACTED, redact_text
+from stanch.text import find_bad_text
 
 MAX_DEPTH = 64
 # Headers a dead letter keeps in clear (enough to replay and debug); every other value —
@@ -122,6 +123,9 @@ def _parse(body: bytes) -> Any:
         raise InvalidPayload("body is not JSON Stanch can read") from None
     if _depth_exceeds(payload, MAX_DEPTH):
         raise InvalidPayload(f"JSON nested deeper than {MAX_DEPTH} levels")
+    bad = find_bad_text(payload)
+    if bad is not None:
+        raise InvalidPayload(f"{bad[0]}: text {bad[1]}")
     return payload
 
 

@@ -158,6 +158,8 @@ async def test_huge_anonymous_bodies_are_refused_before_they_are_read(apis: Apis
         answer, _ = await asyncio.to_thread(_raw, url, head)
         assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200])
         assert b"api.max_body_bytes" in answer
+        assert b"content-type: application/problem+json" in answer.lower(), answer[:300]
+        assert b'"code":"too_large"' in answer, answer[:400]
 
     # Streamed without a length: cut off once past the limit, 200 MB never held.
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -181,6 +183,7 @@ async def test_a_body_that_never_arrives_is_answered_408(apis: Apis) -> None:
     answer, _ = await asyncio.to_thread(_raw, apis.urls[0], head)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"api.body_timeout_seconds" in answer
+    assert b'"code":"request_timeout"' in answer, answer[:400]
 
 
 async def test_slack_refuses_an_unsigned_body_before_reading_it(apis: Apis) -> None:
@@ -215,7 +218,7 @@ async def test_huge_numbers_and_deep_nesting_are_422_with_a_dead_letter(apis: Ap
         before = len(dead.list(10_000))
         r = await apis.post(0, source, body)
         assert r.status_code == 422, (source, body[:80], r.status_code, r.text[:300])
-        assert r.json()["reason"], r.text
+        assert r.json()["detail"], r.text
         assert len(dead.list(10_000)) == before + 1, (source, body[:80])
     long = json.dumps({"id": "x" * 500_000, "title": "y" * 400_000}).encode()
     assert (await apis.post(0, "generic", long)).status_code < 500

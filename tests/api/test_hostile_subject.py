@@ -114,7 +114,7 @@ async def test_the_contained_principal_cannot_undo_its_own_containment(api: Api)
     for what, (who, path, body) in attempts.items():
         resp = await api.call(who, "POST", path, body)
         assert resp.status_code == 403, (what, resp.status_code, resp.text)
-        assert "identity under containment" in resp.json()["reason"], what
+        assert "identity under containment" in resp.json()["detail"], what
 
     st = await api.wait(lambda s: True)
     assert st["state"] != "resolved"

@@ -236,3 +236,13 @@ async def test_not_configured_is_404(decider: FakeDecider) -> None:
     async with _client(decider, _settings(secret=None)) as client:
         resp = await _post(client, body, _signed(body))
     assert resp.status_code == 404
+
+
+async def test_payload_text_that_is_not_unicode_is_400(decider: FakeDecider) -> None:
+    from urllib.parse import quote
+
+    body = ("payload=" + quote('{"type": "block_actions", "user": {"id": "\\ud800"}}')).encode()
+    async with _client(decider) as client:
+        resp = await _post(client, body, _signed(body))
+    assert resp.status_code == 400 and "$.user.id" in resp.json()["detail"]
+    assert not decider.decisions and not decider.refusals

@@ -213,7 +213,7 @@ async def test_contain_status_approve_refusals_and_rollback(stack: Stack) -> Non
     assert code == 1
     assert err.startswith("error: 403 not an approver: outsider")
     code, out, err = unknown_step
-    assert code == 1 and "error: 404 unknown step 'no-such-step'" in err
+    assert code == 1 and "error: 409 unknown step 'no-such-step'" in err
 
     code, out, err = await stack.stanch("approve", BOB_WID, rotate, "--comment", "confirmed",
                                         who="approver1")
@@ -271,7 +271,7 @@ async def test_deny_resolve_and_refusals_on_a_closed_containment(stack: Stack) -
     # Resolving ends the workflow; later requests are refused as conflicting with that.
     code, out, err = await stack.stanch("rollback", BOB_WID, "--reason", "too late", "--json")
     assert code == 1
-    assert json.loads(out)["error"] == "Closed"
+    assert json.loads(out)["code"] == "Closed"
     assert err.startswith("error: 409 the workflow has completed")
 
 

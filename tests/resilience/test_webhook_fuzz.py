@@ -1,8 +1,11 @@
 """Fuzz ``POST /v1/alerts/{source}`` over a real socket: whatever arrives, never a 5xx.
 
 Cases mix signed and unsigned deliveries, real fixtures mutated field by field, arbitrary
-JSON and raw bytes, for every source (and a few that do not exist). Valid alerts reach the
-real stack's Temporal, so dispatch is exercised too.
+JSON (text with unpaired surrogates and NUL included) and raw bytes, for every source (and
+a few that do not exist). Valid alerts reach the real stack's Temporal, so dispatch is
+exercised too. schemathesis (tests/contract) covers the rest of the API from its OpenAPI
+document but holds no source secrets: signed deliveries of real payloads are what this
+generator adds.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ SAMPLES = {src: [json.loads(p.read_text()) for p in sorted((FIXTURES / src).glob
            for src in SOURCE_AUTH}
 SOURCES = sorted(SOURCE_AUTH)
 
+# Text as JSON can carry it: unpaired surrogates (`"\\ud800"`) and NUL included.
+any_text = st.text(st.characters(categories=["Cs", "Cc", "L", "N", "P", "Zs"]), max_size=40)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=40),
+    | st.text(max_size=40) | any_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
                                                                 max_size=4),
     max_leaves=12,

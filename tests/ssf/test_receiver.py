@@ -55,8 +55,14 @@ async def test_unreachable_keys_are_a_temporary_failure(stack: Stack) -> None:
     resp = await stack.push(token, name="down", auth=None)
     assert resp.status_code == 503 and resp.json()["err"] == "temporarily_unavailable"
     assert resp.headers["retry-after"]
+    # No transmitter under that name: no such receiver endpoint (a 404 problem), not a SET
+    # the receiver judged invalid (schemathesis: a schema-valid request answered 400).
+    before = len(stack.records(AuditType.alert_refused))
     resp = await stack.push(token, name="nobody")
-    assert resp.status_code == 400 and resp.json()["err"] == "invalid_request"
+    assert resp.status_code == 404 and resp.json()["code"] == "unknown_transmitter"
+    # Anyone can name any transmitter: counted and audited once a minute in aggregate
+    # (stanch/api/refused_webhooks.py), never a record per request.
+    assert len(stack.records(AuditType.alert_refused)) == before
 
 
 async def test_unknown_kid_then_key_rotation(stack: Stack) -> None:
@@ -160,7 +166,7 @@ async def test_issuer_mismatch_at_stream_creation(stack: Stack) -> None:
     f = stack.fake
     f.issuer_override = "https://impostor.example"
     resp = await stack.api("POST", "/v1/ssf/transmitters/okta/connect")
-    assert resp.status_code == 502 and "issuer" in resp.json()["reason"]
+    assert resp.status_code == 502 and "issuer" in resp.json()["detail"]
     assert f.streams == {}
     failed = [r for r in stack.records(AuditType.ssf_stream)
               if r.reason == "transmitter call failed"]
@@ -168,7 +174,7 @@ async def test_issuer_mismatch_at_stream_creation(stack: Stack) -> None:
     f.issuer_override = None
     f.stream_iss_override = "https://impostor.example"
     resp = await stack.api("POST", "/v1/ssf/transmitters/okta/connect")
-    assert resp.status_code == 502 and "iss" in resp.json()["reason"]
+    assert resp.status_code == 502 and "iss" in resp.json()["detail"]
     overview = (await stack.api("GET", "/v1/ssf/overview")).json()["receiving"][0]
     assert overview["stream_id"] is None
     assert len([r for r in stack.records(AuditType.ssf_stream)

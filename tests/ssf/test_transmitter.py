@@ -102,7 +102,7 @@ async def test_metadata_jwks_and_stream_crud(stack: Stack) -> None:
     assert removed.status_code == 200, removed.text
     bad = await stack.api("POST", "/v1/ssf/subjects:add", token=RECEIVER, json={
         "stream_id": sid, "subject": {"format": "email"}})
-    assert bad.status_code == 400 and "email" in bad.json()["reason"]
+    assert bad.status_code == 400 and "email" in bad.json()["detail"]
     assert (await stack.api("DELETE", f"/v1/ssf/streams?stream_id={sid}", token=RECEIVER)
             ).status_code == 204
     assert (await stack.api("GET", f"/v1/ssf/streams?stream_id={sid}", token=RECEIVER)

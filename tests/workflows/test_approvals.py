@@ -121,7 +121,7 @@ async def test_decision_on_a_step_no_longer_pending_is_409_and_audited(
         assert late.status == 409 and "not pending" in late.reason
         unknown = await decider.decide(workflow_id=h.id, step_id="nope:9:revoke",
                                        verdict="approve", principal=DAVE)
-        assert unknown.status == 404
+        assert unknown.status == 409 and unknown.code == "UnknownStep"
         assert len(store.query(types=[AuditType.decision_refused])) == 2
         recorded = store.query(types=[AuditType.decision_recorded])
         assert [r.actor for r in recorded] == ["carol"]
