@@ -180,6 +180,10 @@ def test_sessions_links_headers_and_phone_width(stack: Stack, sign_in: SignIn) -
 
 def test_elevation_requested_approved_and_revoked_from_the_console(
         stack: Stack, sign_in: SignIn) -> None:
+    # Alice starts without prod-admins whatever ran before (the seed gives it to her): the
+    # grant must be the elevation's, and revoking it must take it back.
+    httpx.post(f"{stack.mock_idp}/identities/u-alice/groups/remove",
+               json={"groups": ["prod-admins"]}, timeout=10).raise_for_status()
     oncall = sign_in("oncall")
     oncall.get_by_role("link", name="Elevations").click()
     oncall.get_by_label(re.compile("^For")).fill("mock:u-alice")
