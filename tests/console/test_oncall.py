@@ -208,7 +208,9 @@ def test_elevation_requested_approved_and_revoked_from_the_console(
     def groups() -> set[str]:
         return {g["name"] for g in stack.identity("u-alice")["groups"]}
     wait_for(lambda: "prod-admins" in groups(), "prod-admins granted to Alice")
-    oncall.reload()
+    # The group lands at the IdP a moment before the workflow records the grant as active.
+    wait_for(lambda: oncall.reload() or oncall.locator(row).filter(has_text="active").count(),
+             "the elevation listed as active")
     assert_labelled(oncall)
     active = oncall.locator(row).filter(has_text="active")
     expect(active.locator(".countdown")).to_contain_text("left")
