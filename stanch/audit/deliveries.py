@@ -14,20 +14,13 @@ workflow, whose own seen-set deduplicates the second.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
+from stanch.audit.side_tables import PostgresSideTables, SqliteSideTables
 
 _PRUNE_EVERY_SECONDS = 60.0
 _MAX_KEY = 512
@@ -50,39 +43,14 @@ def _clip(keys: Sequence[str]) -> list[str]:
     return [k[:_MAX_KEY] for k in dict.fromkeys(keys) if k]
 
 
-class SqliteDeliveryMemory:
+class SqliteDeliveryMemory(SqliteSideTables):
     """A ``deliveries`` table in the audit SQLite file; writers queue on its file lock."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self._lock = threading.Lock()
-        self._writer_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self._pruned = 0.0
-        with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, "
-                         "outcome TEXT NOT NULL, seen_at TEXT NOT NULL, expires REAL NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS deliveries_expires ON deliveries (expires)")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if fcntl is not None:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+        super().__init__(path, busy_timeout=busy_timeout, ddl=(
+            "CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, "
+            "outcome TEXT NOT NULL, seen_at TEXT NOT NULL, expires REAL NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS deliveries_expires ON deliveries (expires)"))
 
     def recall(self, keys: Sequence[str], *, now: datetime) -> dict[str, Any] | None:
         keys = _clip(keys)
@@ -112,11 +80,6 @@ class SqliteDeliveryMemory:
                 conn.execute("DELETE FROM deliveries WHERE expires <= ?", (t,))
                 self._pruned = time.monotonic()
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-            os.close(self._writer_fd)
-
 
 POSTGRES_DDL = ("CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, "
                 "outcome TEXT NOT NULL, seen_at TIMESTAMPTZ NOT NULL, "
@@ -124,48 +87,11 @@ POSTGRES_DDL = ("CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, "
                 "CREATE INDEX IF NOT EXISTS deliveries_expires ON deliveries (expires)")
 
 
-class PostgresDeliveryMemory:
+class PostgresDeliveryMemory(PostgresSideTables):
     """The ``deliveries`` table in the audit schema (created by ``setup-postgres``)."""
 
     def __init__(self, dsn: str, *, schema: str = "stanch_audit") -> None:
-        import psycopg
-        from psycopg import sql
-
-        self._psycopg = psycopg
-        self._dsn = dsn
-        self._schema = schema
-        self._sql = sql
-        self._lock = threading.Lock()
-        self._pruned = 0.0
-        self._conn = self._connect()
-        row = self._conn.execute("SELECT to_regclass('deliveries')").fetchone()
-        if row is None or row[0] is None:
-            from stanch.audit.base import AuditError
-            from stanch.audit.postgres import _lock_id
-
-            try:
-                with self._conn.transaction():
-                    # Several API processes starting together: one creates, the rest wait.
-                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(schema),))
-                    for stmt in POSTGRES_DDL.split(";\n"):
-                        self._conn.execute(stmt)
-            except psycopg.Error as err:
-                raise AuditError(
-                    f"the deliveries table is missing in PostgreSQL schema {schema!r} and "
-                    f"could not be created ({err.__class__.__name__}); run `stanch audit "
-                    "setup-postgres` as the schema owner") from None
-
-    def _connect(self) -> Any:
-        conn = self._psycopg.connect(self._dsn, autocommit=True)
-        conn.execute(self._sql.SQL("SET search_path TO {}").format(
-            self._sql.Identifier(self._schema)))
-        conn.execute("SET TIME ZONE 'UTC'")
-        return conn
-
-    def _c(self) -> Any:
-        if self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        return self._conn
+        super().__init__(dsn, schema=schema, table="deliveries", ddl=POSTGRES_DDL)
 
     def recall(self, keys: Sequence[str], *, now: datetime) -> dict[str, Any] | None:
         keys = _clip(keys)
@@ -196,10 +122,6 @@ class PostgresDeliveryMemory:
                 if time.monotonic() - self._pruned > _PRUNE_EVERY_SECONDS:
                     conn.execute("DELETE FROM deliveries WHERE expires <= %s", (now,))
                     self._pruned = time.monotonic()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def open_deliveries(settings: Any) -> DeliveryMemory:

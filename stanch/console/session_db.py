@@ -14,24 +14,15 @@ ten minutes and claimed once.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from stanch.audit.side_tables import PostgresSideTables, SqliteSideTables
 from stanch.console.sessions import SESSION_SECONDS, Session, digest
 from stanch.models import Principal
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
 
 _PRUNE_EVERY_SECONDS = 60.0
 
@@ -62,43 +53,18 @@ def _row(key: str, row: Any, store: SessionStore) -> Session:
                    flash=[(k, t) for k, t in json.loads(flash or "[]")], store=store)
 
 
-class SqliteSessionStore:
+class SqliteSessionStore(SqliteSideTables):
     """A ``console_sessions`` table in the audit SQLite file; writers queue on its lock."""
 
     def __init__(self, path: str | Path, *, lifetime: float = SESSION_SECONDS,
                  busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lifetime = lifetime
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self._lock = threading.Lock()
-        self._writer_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self._pruned = 0.0
-        with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS console_sessions (key TEXT PRIMARY KEY, "
-                         "principal TEXT NOT NULL, csrf TEXT NOT NULL, via TEXT NOT NULL, "
-                         "expires REAL NOT NULL, flash TEXT NOT NULL DEFAULT '[]')")
-            conn.execute("CREATE TABLE IF NOT EXISTS console_sign_ins (key TEXT PRIMARY KEY, "
-                         "data TEXT NOT NULL, expires REAL NOT NULL)")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if fcntl is not None:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+        super().__init__(path, busy_timeout=busy_timeout, ddl=(
+            "CREATE TABLE IF NOT EXISTS console_sessions (key TEXT PRIMARY KEY, "
+            "principal TEXT NOT NULL, csrf TEXT NOT NULL, via TEXT NOT NULL, "
+            "expires REAL NOT NULL, flash TEXT NOT NULL DEFAULT '[]')",
+            "CREATE TABLE IF NOT EXISTS console_sign_ins (key TEXT PRIMARY KEY, "
+            "data TEXT NOT NULL, expires REAL NOT NULL)"))
 
     def create(self, principal: Principal, via: str) -> tuple[str, Session]:
         sid, s = _new(principal, via, self._lifetime)
@@ -163,55 +129,17 @@ class SqliteSessionStore:
                                "RETURNING data", (digest(state), time.time())).fetchone()
         return dict(json.loads(row[0])) if row else None
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-            os.close(self._writer_fd)
 
-
-class PostgresSessionStore:
+class PostgresSessionStore(PostgresSideTables):
     """The ``console_sessions`` table in the audit schema (created by ``setup-postgres``)."""
 
     def __init__(self, dsn: str, *, schema: str = "stanch_audit",
                  lifetime: float = SESSION_SECONDS) -> None:
-        import psycopg
-        from psycopg import sql
+        from stanch.audit.postgres import CONSOLE_SESSIONS_DDL
 
-        self._psycopg = psycopg
-        self._dsn = dsn
-        self._schema = schema
-        self._sql = sql
         self._lifetime = lifetime
-        self._lock = threading.Lock()
-        self._pruned = 0.0
-        self._conn = self._connect()
-        row = self._conn.execute("SELECT to_regclass('console_sessions')").fetchone()
-        if row is None or row[0] is None:
-            from stanch.audit.base import AuditError
-            from stanch.audit.postgres import CONSOLE_SESSIONS_DDL, _lock_id
-
-            try:
-                with self._conn.transaction():
-                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_id(schema),))
-                    for stmt in CONSOLE_SESSIONS_DDL.split(";\n"):
-                        self._conn.execute(stmt)
-            except psycopg.Error as err:
-                raise AuditError(
-                    f"the console_sessions table is missing in PostgreSQL schema {schema!r} "
-                    f"and could not be created ({err.__class__.__name__}); run `stanch audit "
-                    "setup-postgres` as the schema owner") from None
-
-    def _connect(self) -> Any:
-        conn = self._psycopg.connect(self._dsn, autocommit=True)
-        conn.execute(self._sql.SQL("SET search_path TO {}").format(
-            self._sql.Identifier(self._schema)))
-        conn.execute("SET TIME ZONE 'UTC'")
-        return conn
-
-    def _c(self) -> Any:
-        if self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        return self._conn
+        super().__init__(dsn, schema=schema, table="console_sessions",
+                         ddl=CONSOLE_SESSIONS_DDL)
 
     def create(self, principal: Principal, via: str) -> tuple[str, Session]:
         sid, s = _new(principal, via, self._lifetime)
@@ -280,10 +208,6 @@ class PostgresSessionStore:
                 "DELETE FROM console_sign_ins WHERE key = %s AND expires >= %s RETURNING data",
                 (digest(state), datetime.now(UTC))).fetchone()
         return dict(json.loads(row[0])) if row else None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def open_sessions(settings: Any) -> SessionStore:
