@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,27 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, lock: AbstractContextManager[Any],
+                      writer_fd: int) -> Iterator[sqlite3.Connection]:
+    """One write transaction on the audit SQLite file: this process's connection under its
+    thread lock, every process queued on the file's OS lock, then ``BEGIN IMMEDIATE``."""
+    with lock:
+        if fcntl is not None:
+            fcntl.flock(writer_fd, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if fcntl is not None:
+                fcntl.flock(writer_fd, fcntl.LOCK_UN)
 
 
 class SqliteSideTables:
@@ -45,22 +66,8 @@ class SqliteSideTables:
             for stmt in ddl:
                 conn.execute(stmt)
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if fcntl is not None:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock, self._writer_fd)
 
     def close(self) -> None:
         with self._lock:

@@ -17,15 +17,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: SQLite's busy handler alone
-    fcntl = None  # type: ignore[assignment]
 
 from stanch.audit.base import (
     GENESIS_HASH,
@@ -42,6 +37,7 @@ from stanch.audit.base import (
     storage_dedup_key,
 )
 from stanch.audit.checkpoint import checkpoint_event, sign
+from stanch.audit.side_tables import write_transaction
 from stanch.audit.verify import verify_rows
 from stanch.models import AuditEvent, AuditRecord, AuditType
 
@@ -125,22 +121,8 @@ class SqliteAuditStore:
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ transactions
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if fcntl is not None:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock, self._writer_fd)
 
     # ------------------------------------------------------------------ writing
     def append(self, event: AuditEvent) -> AuditRecord:
