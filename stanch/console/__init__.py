@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stanch.console.cache import StatusCache
 from stanch.console.oidc import OidcClient
-from stanch.console.security import PREFIX, SignInRequired, security_headers
+from stanch.console.security import PREFIX, SecurityHeaders, SignInRequired
 from stanch.console.session_db import open_sessions
 from stanch.console.sessions import mint_login_link
 
@@ -36,7 +36,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(routes_auth.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_actions.router)
-    app.middleware("http")(security_headers)
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(SignInRequired, _to_sign_in)
 
 
