@@ -45,6 +45,7 @@ from stanch.models import (
     AuditEvent,
     AuditType,
 )
+from workflows.containment_types import ApprovalRequestInput
 
 log = get_logger("stanch.activities")
 
@@ -304,6 +305,16 @@ class ContainmentActivities:
         except ProviderError as err:
             _raise_for(err)
             raise
+
+    @activity.defn(name="request_approval")
+    async def request_approval(self, inp: ApprovalRequestInput) -> dict[str, list[str]]:
+        """A step parks on approval: who is in its approver groups now (as
+        ``snapshot_approvers``), then the ``approval.requested`` record — one local activity
+        instead of two. The record's dedup key comes from the workflow, so a retried attempt
+        never writes it twice."""
+        members = await self.snapshot_approvers(inp.groups) if inp.groups else {}
+        await asyncio.to_thread(self.audit.append, inp.event)
+        return members
 
     @activity.defn(name="snapshot_approvers")
     async def snapshot_approvers(self, groups: list[str]) -> dict[str, list[str]]:

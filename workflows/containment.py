@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVE,
         DONE,
         AckInput,
+        ApprovalRequestInput,
         CarriedState,
         ConfirmInput,
         ContainmentInput,
@@ -235,24 +236,36 @@ class ContainmentWorkflow:
         groups = [g for g in policy.groups if g != "owner" and not g.startswith("user:")]
         for stage in policy.escalation:
             groups += [g for g in stage.groups if g not in groups]
-        members: dict[str, list[str]] = {}
-        if groups:
-            members = await _quick("snapshot_approvers", groups,
-                                   result_type=dict[str, list[str]])
-        s.approval = approvals.new_request(
-            policy, now=workflow.now(), members=members, requester=s.requested_by,
+        request = approvals.new_request(
+            policy, now=workflow.now(), members={}, requester=s.requested_by,
             subject_key=self.identity.ref.key, owner=self.identity.owner,
             subject_names=self._subject_names(),
         )
-        s.status = StepStatus.awaiting_approval
-        self._set_sa()
-        self._audit(AuditType.approval_requested, s, data={
-            "groups": s.approval.groups, "quorum": policy.quorum,
-            "deny_quorum": policy.deny_quorum, "deadline": s.approval.deadline.isoformat(),
+        requested = {
+            "groups": request.groups, "quorum": policy.quorum,
+            "deny_quorum": policy.deny_quorum, "deadline": request.deadline.isoformat(),
             "on_timeout": policy.on_timeout.value,
             **({"loses": s.step.loses, "loss_gate": s.step.loss_gate}
                if s.step.loss_gate else {}),
-        })
+        }
+        if _patched(APPROVAL_IN_ONE_STEP):
+            # Who may decide, read now, and the record that the request was made: one
+            # local activity, the record appended after the snapshot as before.
+            request.members = await _quick("request_approval", ApprovalRequestInput(
+                groups=groups, event=self._audit_event(
+                    AuditType.approval_requested, s, data=requested)),
+                result_type=dict[str, list[str]])
+            s.approval = request
+            s.status = StepStatus.awaiting_approval
+            self._set_sa()
+        else:
+            if groups:
+                request.members = await _quick("snapshot_approvers", groups,
+                                               result_type=dict[str, list[str]])
+            s.approval = request
+            s.status = StepStatus.awaiting_approval
+            self._set_sa()
+            self._audit(AuditType.approval_requested, s, data=requested)
         self._notify(s, "approval_requested", s.approval.groups, actions=True)
 
     async def _apply(self, s: StepState) -> None:
@@ -435,13 +448,13 @@ class ContainmentWorkflow:
         # Declared losses gate approval and steps are identified by their target; histories
         # recorded before that replay with the old planning.
         result = plan(alert, self.identity, self.playbooks, self._plan_state(),
-                      declared=workflow.patched(DECLARED_PLAN))
+                      declared=_patched(DECLARED_PLAN))
         queued: list[str] = []
         rank = alert.severity.rank
         skipped: dict[str, str] = {}
         for step in result.steps:
             existing = self._find(step.step_id)
-            if step.skipped is not None and workflow.patched(PLAN_SKIPS):
+            if step.skipped is not None and _patched(PLAN_SKIPS):
                 skipped[step.step_id] = step.skipped
                 if existing is None:
                     held = StepState(
@@ -475,7 +488,7 @@ class ContainmentWorkflow:
         if self.state in (ContainmentState.rolled_back,) and queued:
             self.state = ContainmentState.active
         self.last_activity = workflow.now()
-        if not workflow.patched("plan-audited-by-dispatcher"):
+        if not _patched(PLAN_AUDITED_BY_DISPATCHER):
             # Histories from before the dispatcher recorded plan.chosen itself (one
             # activity less per alert) still replay.
             self._audit(AuditType.plan_chosen, None, actor="stanch", alert_ids=[alert.id],
@@ -718,18 +731,24 @@ class ContainmentWorkflow:
                reason: str | None = None, alert_ids: list[str] | None = None,
                data: dict[str, Any] | None = None) -> None:
         """Fire-and-collect an audit activity; it must not delay the containment itself."""
+        event = self._audit_event(type_, s, actor=actor, reason=reason, alert_ids=alert_ids,
+                                  data=data)
+        self.tasks.append(asyncio.create_task(_quick("record_audit", event, result_type=int)))
+        self._prune_tasks()
+
+    def _audit_event(self, type_: AuditType, s: StepState | None, *, actor: str = "stanch",
+                     reason: str | None = None, alert_ids: list[str] | None = None,
+                     data: dict[str, Any] | None = None) -> AuditEvent:
         d = dict(data or {})
         if s is not None:
             d.setdefault("step_id", s.step.step_id)
             d.setdefault("action", s.step.action.value)
-        event = AuditEvent(
+        return AuditEvent(
             type=type_, at=workflow.now(), actor=actor, subject=self.identity.ref.key,
             workflow_id=self._wid, alert_ids=alert_ids or (s.alert_ids if s else []),
             action_id=s.action_id if s else None, reason=reason, ticket=s.ticket if s else None,
             data=d, dedup_key=f"{self._wid}:{workflow.uuid4().hex}",
         )
-        self.tasks.append(asyncio.create_task(_quick("record_audit", event, result_type=int)))
-        self._prune_tasks()
 
     def _notify(self, s: StepState, kind: str, targets: list[str], *, actions: bool) -> None:
         if not self.notifications:
@@ -798,6 +817,25 @@ LOCAL_QUICK = "quick-steps-local"
 DECLARED_PLAN = "plan-declared-losses-per-target"
 # Steps the identity's provider cannot run are kept as skipped/refused, never run.
 PLAN_SKIPS = "plan-skips-unsupported"
+PLAN_AUDITED_BY_DISPATCHER = "plan-audited-by-dispatcher"
+# Parking on approval: the approver snapshot and the approval.requested record in one local
+# activity (one marker, one round trip), not two.
+APPROVAL_IN_ONE_STEP = "approval-request-one-local-activity"
+# Every patch above, in one marker. Each patch a run takes records a marker and, from the
+# SDK's core, an upsert of the TemporalChangeVersion search attribute (a history event and
+# a visibility write on the server): a new containment took two of each before its first
+# IdP write, three when it parked. A run that records CURRENT takes every path above with
+# that one marker; histories recorded before it carry the individual markers and replay
+# through them (tests/workflows/histories/*-patches-v2.json). A later change adds its own
+# patch id here and, in time, a new CURRENT that covers it.
+CURRENT = "containment-patches-2026-12"
+
+
+def _patched(patch_id: str) -> bool:
+    """``workflow.patched(patch_id)``, or true without a marker of its own when the run has
+    taken CURRENT. The SDK memoizes both per run, so whichever the run decided first (live
+    or in replay) holds for the rest of it."""
+    return workflow.patched(CURRENT) or workflow.patched(patch_id)
 
 
 def _quick(name: str, arg: Any, *, result_type: type[Any]) -> Any:
@@ -805,7 +843,7 @@ def _quick(name: str, arg: Any, *, result_type: type[Any]) -> Any:
     it runs in the worker that runs the workflow task, inside that task, so it costs no
     round trip through Temporal and no activity events in history (one marker instead).
     Histories from before the change (regular activities) replay through the patch."""
-    if workflow.patched(LOCAL_QUICK):
+    if _patched(LOCAL_QUICK):
         return workflow.execute_local_activity(
             name, arg, result_type=result_type, start_to_close_timeout=QUICK,
             schedule_to_close_timeout=QUICK_BUDGET, retry_policy=QUICK_RETRY)

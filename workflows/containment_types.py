@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from stanch.models import (
     ActionResult,
     Alert,
+    AuditEvent,
     IdentityContext,
     PlannedStep,
     Principal,
@@ -80,6 +81,14 @@ class Review(BaseModel):
     reason: str
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
+
+
+class ApprovalRequestInput(BaseModel):
+    """The ``request_approval`` local activity: snapshot these approver groups, then append
+    the ``approval.requested`` record."""
+
+    groups: list[str]
+    event: AuditEvent
 
 
 class CarriedState(BaseModel):
