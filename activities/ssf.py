@@ -54,14 +54,26 @@ class SsfActivities:
                 batch = await asyncio.to_thread(self.store.pending, stream_id, 50)
                 if not batch:
                     return {"sent": sent}
-                for q in batch:
-                    activity.heartbeat(q.seq)
-                    await self._send(http, delivery["endpoint_url"], headers, q.stream_id,
-                                     q.jti, q.token)
-                    sent += 1
+                # In order, one at a time; "delivered" marks are written once per batch
+                # (one commit, not one per SET), and before anything is raised. A worker
+                # killed mid-batch sends those SETs again: receivers deduplicate by jti.
+                delivered: list[str] = []
+                try:
+                    for q in batch:
+                        activity.heartbeat(q.seq)
+                        if await self._send(http, delivery["endpoint_url"], headers,
+                                            q.stream_id, q.jti, q.token):
+                            delivered.append(q.jti)
+                        sent += 1
+                finally:
+                    if delivered:
+                        await asyncio.to_thread(self.store.mark, stream_id, delivered,
+                                                DELIVERED)
 
     async def _send(self, http: httpx.AsyncClient, url: str, headers: dict[str, str],
-                    stream_id: str, jti: str, token: str) -> None:
+                    stream_id: str, jti: str, token: str) -> bool:
+        """POST one SET: True when the receiver took it (the caller marks it delivered),
+        False when it refused it for good (marked here); raises to retry later."""
         try:
             resp = await http.post(url, content=token.encode(), headers=headers)
         except httpx.HTTPError as e:
@@ -69,10 +81,9 @@ class SsfActivities:
             raise ApplicationError(f"SET {jti} to stream {stream_id}: {type(e).__name__}"
                                    ) from None
         if 200 <= resp.status_code < 300:
-            await asyncio.to_thread(self.store.mark, stream_id, [jti], DELIVERED)
             SSF_DELIVERIES.labels("delivered").inc()
             log.info("ssf.delivered", stream_id=stream_id, jti=jti, status=resp.status_code)
-            return
+            return True
         err = _err(resp)
         if resp.status_code == 400 and err:
             await asyncio.to_thread(self.store.mark, stream_id, [jti], REFUSED,
@@ -80,7 +91,7 @@ class SsfActivities:
             SSF_DELIVERIES.labels("refused").inc()
             log.warning("ssf.refused_by_receiver", stream_id=stream_id, jti=jti,
                         err=err["err"])
-            return
+            return False
         await self._failed(stream_id, jti, f"receiver answered {resp.status_code}")
         raise ApplicationError(f"SET {jti} to stream {stream_id}: receiver answered "
                                f"{resp.status_code}")

@@ -35,6 +35,19 @@ class KeyStore:
         self.dir = directory
         self.retain_seconds = retain_seconds
         self._lock = threading.Lock()
+        # Loaded keys by kid. Loading a PEM checks the RSA key (tens of ms of CPU): once per
+        # key per process, not per SET. The index is still read every time, so a key
+        # `stanch ssf rotate-key` made in another process is picked up at once.
+        self._loaded: dict[str, rsa.RSAPrivateKey] = {}
+
+    def _private(self, kid: str) -> rsa.RSAPrivateKey:
+        private = self._loaded.get(kid)
+        if private is None:
+            loaded = serialization.load_pem_private_key(
+                (self.dir / f"{kid}.pem").read_bytes(), password=None)
+            assert isinstance(loaded, rsa.RSAPrivateKey)
+            self._loaded[kid] = private = loaded
+        return private
 
     @property
     def _index(self) -> Path:
@@ -76,10 +89,7 @@ class KeyStore:
                 active = [self._new_key(keys)]
                 self._write(keys)
             kid = active[-1]["kid"]
-        pem = (self.dir / f"{kid}.pem").read_bytes()
-        private = serialization.load_pem_private_key(pem, password=None)
-        assert isinstance(private, rsa.RSAPrivateKey)
-        return SigningKey(kid, private)
+        return SigningKey(kid, self._private(kid))
 
     def rotate(self) -> str:
         """Make a new signing key; the old one stays published for ``retain_seconds``."""
@@ -103,9 +113,7 @@ class KeyStore:
         self.signing_key()  # there is always one to publish
         out = []
         for entry in self.published():
-            pem = (self.dir / f"{entry['kid']}.pem").read_bytes()
-            private = serialization.load_pem_private_key(pem, password=None)
-            assert isinstance(private, rsa.RSAPrivateKey)
+            private = self._private(entry["kid"])
             jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
             jwk.update({"kid": entry["kid"], "use": "sig", "alg": "RS256"})
             out.append(jwk)

@@ -14,6 +14,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,11 +73,28 @@ class SsfStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # No fsync per commit (WAL: at checkpoints). A power cut may undo the last commits,
+        # and undoes them together: the emitter's cursor lives here with the queue, so it
+        # announces those records again (jtis are derived: nothing twice), and a SET whose
+        # "delivered" mark is undone is sent again (receivers deduplicate by jti).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes, one commit (this thread holds the store meanwhile)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -137,6 +156,12 @@ class SsfStore:
                        "ORDER BY seq LIMIT ?", (stream_id, PENDING, FAILED, limit))
         return [Queued(*r) for r in rows]
 
+    def pending_top(self, stream_id: str) -> int | None:
+        """The newest undelivered SET's seq (None: nothing waits)."""
+        rows = self._q("SELECT MAX(seq) FROM queue WHERE stream_id = ? AND state IN (?, ?)",
+                       (stream_id, PENDING, FAILED))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def get(self, stream_id: str, jti: str) -> Queued | None:
         rows = self._q("SELECT seq, stream_id, jti, event_type, token, state, attempts, "
                        "last_error FROM queue WHERE stream_id = ? AND jti = ?",
@@ -146,10 +171,11 @@ class SsfStore:
     def mark(self, stream_id: str, jtis: list[str], state: str, error: str | None = None
              ) -> int:
         n = 0
-        for jti in jtis:
-            n += self._x("UPDATE queue SET state = ?, last_error = ?, done_at = ? "
-                         "WHERE stream_id = ? AND jti = ? AND state IN (?, ?)",
-                         (state, error, time.time(), stream_id, jti, PENDING, FAILED))
+        with self.transaction():
+            for jti in jtis:
+                n += self._x("UPDATE queue SET state = ?, last_error = ?, done_at = ? "
+                             "WHERE stream_id = ? AND jti = ? AND state IN (?, ?)",
+                             (state, error, time.time(), stream_id, jti, PENDING, FAILED))
         return n
 
     def attempt_failed(self, stream_id: str, jti: str, error: str) -> None:
