@@ -31,6 +31,7 @@ from bench.e2e import Driver
 from bench.profile import Sampler, pids_for
 from bench.profile import render as render_profiles
 from bench.report import checks, render
+from bench.ssf_receiver import Receiver
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -96,7 +97,14 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
     deadline = time.perf_counter() + plan["total"]
     caps, reserved = plan["budgets"], plan["reserved"]
     b: dict[str, float] = {}
+    receiver = Receiver() if plan["ssf"] else None
     async with Driver(stack, run) as d:
+        if receiver is not None:
+            # A relying party on a push stream: every containment below also signs, queues
+            # and pushes a SET, as it would for a real one (docs/ssf.md).
+            await receiver.start()
+            out["ssf_stream"] = await receiver.subscribe(d.http, stack.api, stack.admin_token)
+            log(f"bench: SSF push stream {out['ssf_stream']} -> {receiver.url}")
         phases = [
             ("serial", lambda: d.serial(sizes.serial, b["serial"])),
             ("throughput", lambda: d.throughput(
@@ -130,6 +138,9 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
             busy = ", ".join(f"{n} {v / secs:.0%}" for n, v in
                              sorted(out[name]["cpu_seconds"].items(), key=lambda kv: -kv[1]))
             log(f"bench: {name} done in {secs:.1f}s (of one core: {busy})")
+        if receiver is not None:
+            out["ssf"] = await d.ssf_delivery(receiver)
+            await receiver.stop()
         out["errors"] = {"count": len(d.errors), "first": d.errors[:10]}
     out["cpu_seconds"] = {n: round(v - cpu_start[n], 1) for n, v in cpu().items()}
     return out
@@ -168,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="audit store: SQLite under the state dir (default), or a "
                              "throwaway PostgreSQL cluster the bench starts (tests/pgserver.py) "
                              "with the worker role's least privilege")
+    parser.add_argument("--ssf", choices=["on", "off"], default="on",
+                        help="a Shared Signals push stream to a relying party the bench runs "
+                             "(default on: every containment also emits a SET); off to "
+                             "measure without one")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON here instead")
     parser.add_argument("--keep", action="store_true", help="keep the temp state dir")
     args = parser.parse_args(argv)
@@ -181,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                      (QUICK_RESERVED if args.quick else RESERVED).items()},
         "profile": [p.strip() for p in args.profile.split(",") if p.strip()],
         "profile_phase": args.profile_phase,
+        "ssf": args.ssf == "on",
     }
     unknown = set(plan["profile"]) - {"worker", "api", "mock-idp", "floor"}
     if unknown:
@@ -225,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: failed; logs kept in {stack.state / 'logs'}")
     result = {
         "started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
-        "audit": args.audit,
+        "audit": args.audit, "ssf": args.ssf,
         "sizes": asdict(sizes), "budgets_s": {k: figures[k].get("budget_s") for k in
                                               plan["budgets"]} | {"total": plan["total"]},
         "machine": _machine(),

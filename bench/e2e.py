@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from bench.floor import FloorWorkflow, floor_path
 from bench.http import RETRYABLE, Answer, Http
+from bench.ssf_receiver import Receiver
 from bench.stack import FLOOR_QUEUE, Stack, contained_id, upn, waiting_id
 from stanch.models import containment_workflow_id
 
@@ -71,12 +72,14 @@ class AlertRefused(Exception):
 class ChangeWatcher:
     """Tails the mock IdP's change log; resolves the wall time of each identity's first write."""
 
-    def __init__(self, http: Http, idp: str, interval: float = 0.02) -> None:
+    def __init__(self, http: Http, idp: str, interval: float = 0.02,
+                 sink: dict[str, float] | None = None) -> None:
         self.http = http
         self.idp = idp
         self.interval = interval
         self.since = 0
         self.first: dict[str, float] = {}
+        self.sink = sink  # every first write, across phases (for the SSF figures)
         self.counts: dict[str, int] = {}
         self._waiters: dict[str, asyncio.Future[float]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +115,8 @@ class ChangeWatcher:
                 if ident not in self.first:
                     at = datetime.fromisoformat(c["at"]).timestamp()
                     self.first[ident] = at
+                    if self.sink is not None:
+                        self.sink.setdefault(ident, at)
                     fut = self._waiters.pop(ident, None)
                     if fut is not None and not fut.done():
                         fut.set_result(at)
@@ -147,6 +152,8 @@ class Driver:
         self.next_contained = 0
         self.errors: list[str] = []
         self.next_waiting = 0
+        self.written: dict[str, float] = {}  # identity -> its first IdP write, every phase
+        self.floor_ids: set[str] = set()     # the floor's identities (they get no SET)
 
     async def __aenter__(self) -> Driver:
         self.temporal = await Client.connect(self.stack.temporal)
@@ -188,6 +195,7 @@ class Driver:
         """One floor workflow on a fresh identity: (ms from start to its POST's write at the
         mock IdP — the same event and clock as time-to-contain —, ms to completion)."""
         assert self.temporal is not None
+        self.floor_ids.add(identity)
         sent = time.time()
         t0 = time.perf_counter()
         await self.temporal.execute_workflow(
@@ -218,7 +226,7 @@ class Driver:
         floor_done: Timings = []
         ttc: Timings = []
         api: Timings = []
-        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+        async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
             for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
                 await self.floor_once(watcher, self.take(1)[0])
                 await self.contain_once(watcher, ident, "warm")
@@ -246,7 +254,7 @@ class Driver:
         ids = self.take(n)
         loaded: Timings = []
         done_ms: Timings = []
-        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+        async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
 
             async def job(i: int) -> None:
                 w, c = await self.floor_once(watcher, ids[i])
@@ -267,7 +275,7 @@ class Driver:
         the next (the floor's closed loop); alerts/s = contained / (last write - first send)."""
         ids = self.take(n)
         loaded: Timings = []
-        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+        async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
 
             async def job(i: int) -> None:
                 try:
@@ -319,7 +327,8 @@ class Driver:
         statuses: dict[int, int] = {}
         tag = f"{self.run}-storm"
         started = datetime.now(UTC)
-        async with ChangeWatcher(self.http, self.stack.idp, interval=0.2) as watcher:
+        async with ChangeWatcher(self.http, self.stack.idp, interval=0.2,
+                                 sink=self.written) as watcher:
 
             async def job(i: int) -> None:
                 _, ms, r = await self.post_alert(alert(f"{tag}-{i}", ids[i % identities]))
@@ -394,7 +403,7 @@ class Driver:
         deadline = time.perf_counter() + budget
         rtt: Timings = []
         api: Timings = []
-        async with ChangeWatcher(self.http, self.stack.idp) as watcher:
+        async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
             for ident in ids:
                 sent = time.time()
                 t0 = time.perf_counter()
@@ -409,6 +418,22 @@ class Driver:
                 if time.perf_counter() >= deadline:
                     break
         return {"round_trip": summary(rtt), "decision_api": summary(api)}
+
+    # -------------------------------------------------------------- shared signals
+    async def ssf_delivery(self, receiver: Receiver, wait: float = 30.0) -> dict[str, Any]:
+        """Every containment that wrote at the IdP announced it to the bench's relying party:
+        how many SETs arrived, and how long after the write (arrival - write, one clock)."""
+        expected = {i: at for i, at in self.written.items() if i not in self.floor_ids}
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if all(upn(i) in receiver.arrivals for i in expected):
+                break
+            await asyncio.sleep(0.25)
+        lag = [(receiver.arrivals[upn(i)] - at) * 1000 for i, at in expected.items()
+               if upn(i) in receiver.arrivals]
+        return {"expected": len(expected), "received_subjects": len(lag),
+                "sets_received": receiver.received, "refused": receiver.refused,
+                "events": receiver.events, "lag": summary(lag)}
 
     # -------------------------------------------------------------- memory
     async def waiting_rss(self, n: int, concurrency: int, budget: float) -> dict[str, Any]:

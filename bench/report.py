@@ -107,6 +107,15 @@ def render(result: dict[str, Any]) -> str:
          f"{mem['rss_mb']:.0f} MB (before {mem['rss_before_mb']:.0f} MB, peak "
          f"{mem['rss_peak_mb']:.0f} MB; parked {mem['parked_per_s']:.0f}/s)", "", ""),
     ]
+    ssf = f.get("ssf")
+    if ssf is not None:
+        rows.append((
+            "SSF: containments announced to the bench's push stream (SET received)",
+            f"{ssf['received_subjects']:,} of {ssf['expected']:,} "
+            f"({ssf['sets_received']:,} SETs)", f"= {ssf['expected']:,}",
+            "PASS" if ssf["received_subjects"] == ssf["expected"] else "MISS"))
+        rows.append(("  SSF: SET received after the IdP write, p50 / p99",
+                     f"{_ms(ssf['lag']['p50_ms'])} / {_ms(ssf['lag']['p99_ms'])}", "", ""))
     err = f["errors"]
     rows.append(("alerts not contained (503 / no write within 60 s)",
                  f"{err['count']}" + (f": {err['first'][0][:70]}" if err["count"] else ""),
@@ -121,6 +130,7 @@ def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     out.append(line)
     out.append(f"{result['mode']} run, audit in {result.get('audit', 'sqlite')}, "
+               f"SSF stream {result.get('ssf', 'off')}, "
                f"{result['wall_seconds']:.0f}s wall; "
                f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, load at start "
                f"{m['load_avg_at_start'][0]:.2f}; CPU seconds by process: "
