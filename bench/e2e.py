@@ -152,6 +152,8 @@ class Driver:
         self.next_contained = 0
         self.errors: list[str] = []
         self.next_waiting = 0
+        # CPU seconds used so far, by process (set by the caller; empty when it has none)
+        self.cpu: Callable[[], dict[str, float]] = dict
         self.written: dict[str, float] = {}  # identity -> its first IdP write, every phase
         self.floor_ids: set[str] = set()     # the floor's identities (they get no SET)
 
@@ -302,8 +304,16 @@ class Driver:
         for r in range(rounds):
             left = max(1.0, deadline - time.perf_counter())
             per_side = left / (2 * (rounds - r))
+            c0 = self.cpu()
             floor = await self.floor_throughput(n, concurrency, per_side)
+            c1 = self.cpu()
             contain = await self.contain_throughput(n, concurrency, per_side)
+            c2 = self.cpu()
+            # What one workflow / one containment cost each process, in CPU ms.
+            floor["cpu_ms_each"] = {k: round((c1[k] - c0[k]) * 1000 / max(1, floor["n"]), 1)
+                                    for k in c0}
+            contain["cpu_ms_each"] = {k: round((c2[k] - c1[k]) * 1000 / max(1, contain["n"]),
+                                               1) for k in c0}
             pairs.append({
                 "floor": floor, "contain": contain,
                 "ratio": contain["throughput_per_s"] / floor["throughput_per_s"],

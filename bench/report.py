@@ -116,6 +116,15 @@ def render(result: dict[str, Any]) -> str:
             "PASS" if ssf["received_subjects"] == ssf["expected"] else "MISS"))
         rows.append(("  SSF: SET received after the IdP write, p50 / p99",
                      f"{_ms(ssf['lag']['p50_ms'])} / {_ms(ssf['lag']['p99_ms'])}", "", ""))
+    each_f, each_c = ft.get("cpu_ms_each"), ct.get("cpu_ms_each")
+    if each_f and each_c:  # what one of each cost, right under the throughput figures
+        def cost(each: dict[str, float]) -> str:
+            return f"{sum(each.values()):.0f} ms (" + ", ".join(
+                f"{k} {v:.0f}" for k, v in each.items() if v >= 0.5) + ")"
+        at = next(i for i, r in enumerate(rows) if r[0].startswith("time-to-contain @")) + 1
+        rows[at:at] = [
+            ("  CPU per floor workflow @50, median pair, by process", cost(each_f), "", ""),
+            ("  CPU per containment @50, median pair, by process", cost(each_c), "", "")]
     err = f["errors"]
     rows.append(("alerts not contained (503 / no write within 60 s)",
                  f"{err['count']}" + (f": {err['first'][0][:70]}" if err["count"] else ""),

@@ -182,3 +182,64 @@ def test_simulate_accepts_a_compact_or_decoded_set(tmp_path: Path) -> None:
         assert run["identity"] == "mock:u-alice" and run["playbook"] == "shared-signals"
         assert [s["action"] for s in run["plan"]["steps"]] == [
             "notify", "force_reauth", "rotate", "revoke"]
+
+
+def test_a_key_is_loaded_once_and_a_rotation_elsewhere_is_seen(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Loading a PEM checks the RSA key (tens of ms): once per key per process, not once per
+    SET. A rotation made by another process (another KeyStore) signs the next SET."""
+    from cryptography.hazmat.primitives import serialization
+
+    loads: list[bytes] = []
+    real = serialization.load_pem_private_key
+
+    def counting(data: bytes, password: bytes | None = None, **kw: Any) -> Any:
+        loads.append(data)
+        return real(data, password, **kw)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", counting)
+    worker = KeyStore(tmp_path / "keys")
+    first = worker.signing_key()
+    for _ in range(5):
+        assert worker.signing_key().kid == first.kid
+    assert len(loads) == 1
+    second = KeyStore(tmp_path / "keys").rotate()  # e.g. `stanch ssf rotate-key`
+    assert worker.signing_key().kid == second
+    assert {k["kid"] for k in worker.jwks()["keys"]} == {first.kid, second}
+    assert len(loads) == 2
+
+
+async def test_the_emitter_announces_a_batch_and_skips_while_no_stream(tmp_path: Path) -> None:
+    from stanch.audit.sqlite import SqliteAuditStore
+    from stanch.config import Settings
+    from stanch.models import AuditEvent
+    from stanch.ssf.delivery import CURSOR, Emitter
+
+    settings = Settings(state_dir=tmp_path / "state", inventory_paths=[REPO / "inventory"],
+                        _env_file=None)  # type: ignore[call-arg]
+    audit = SqliteAuditStore(tmp_path / "audit.db")
+    store = SsfStore(tmp_path / "ssf.db")
+    emitter = Emitter(settings, audit, client=None, store=store)  # type: ignore[arg-type]
+
+    def applied(n: int) -> None:
+        for i in range(n):
+            r = _record(0, AuditType.action_result, "force_reauth", "applied")
+            audit.append(AuditEvent(type=r.type, at=r.at, actor=r.actor, subject=r.subject,
+                                    workflow_id=r.workflow_id, action_id=f"x{i}-{n}",
+                                    phase="result", data=r.data,
+                                    dedup_key=f"x{i}-{n}:result"))
+
+    applied(3)  # no receiver yet: the cursor moves on, nothing is signed or queued
+    assert await emitter.once() == 3
+    assert emitter._transmitter is None and int(store.get_meta(CURSOR)) > 0
+    stream = emitter.transmitter.create("rp", {"events_requested": [events.SESSION_REVOKED]})
+    applied(4)
+    assert await emitter.once() == 4
+    assert [q.event_type for q in store.pending(stream["stream_id"])] == \
+        [events.SESSION_REVOKED] * 4
+    queued = audit.query(types=[AuditType.ssf_set_queued], limit=10)
+    assert len(queued) == 4 and all(r.data["streams"] == [stream["stream_id"]] for r in queued)
+    assert await emitter.once() == 0  # announced once: the cursor is past them
+    store.close()
+    audit.close()
