@@ -99,7 +99,7 @@ async def _measure(stack: stack_mod.Stack, sizes: Sizes, plan: dict[str, Any],
     b: dict[str, float] = {}
     receiver = Receiver() if plan["ssf"] else None
     async with Driver(stack, run) as d:
-        d.cpu = cpu
+        d.cpu, d.receiver = cpu, receiver
         if receiver is not None:
             # A relying party on a push stream: every containment below also signs, queues
             # and pushes a SET, as it would for a real one (docs/ssf.md).

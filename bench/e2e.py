@@ -154,6 +154,7 @@ class Driver:
         self.next_waiting = 0
         # CPU seconds used so far, by process (set by the caller; empty when it has none)
         self.cpu: Callable[[], dict[str, float]] = dict
+        self.receiver: Receiver | None = None  # the SSF relying party, when there is one
         self.written: dict[str, float] = {}  # identity -> its first IdP write, every phase
         self.floor_ids: set[str] = set()     # the floor's identities (they get no SET)
 
@@ -232,6 +233,10 @@ class Driver:
             for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
                 await self.floor_once(watcher, self.take(1)[0])
                 await self.contain_once(watcher, ident, "warm")
+            if self.receiver is not None:
+                # The worker reads the inventory when a first stream appears (at start-up
+                # when one exists): measure after that, as a deployment would run.
+                await self.receiver.first(timeout=120)
             deadline = time.perf_counter() + budget
             for ident in self.take(n):
                 w, c = await self.floor_once(watcher, self.take(1)[0])

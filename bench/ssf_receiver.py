@@ -11,6 +11,7 @@ tests/ssf's job, not a benchmark's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -77,6 +78,14 @@ class Receiver:
         if email is not None:
             self.arrivals.setdefault(email, at)
         return web.Response(status=202)
+
+    async def first(self, timeout: float) -> None:
+        """Wait until a first SET has arrived (the transmitter is warm)."""
+        deadline = time.monotonic() + timeout
+        while not self.received:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no SET reached the bench's receiver in {timeout:.0f}s")
+            await asyncio.sleep(0.1)
 
     async def start(self) -> None:
         app = web.Application()

@@ -824,17 +824,22 @@ APPROVAL_IN_ONE_STEP = "approval-request-one-local-activity"
 # Every patch above, in one marker. Each patch a run takes records a marker and, from the
 # SDK's core, an upsert of the TemporalChangeVersion search attribute (a history event and
 # a visibility write on the server): a new containment took two of each before its first
-# IdP write, three when it parked. A run that records CURRENT takes every path above with
-# that one marker; histories recorded before it carry the individual markers and replay
-# through them (tests/workflows/histories/*-patches-v2.json). A later change adds its own
-# patch id here and, in time, a new CURRENT that covers it.
+# IdP write, three when it parked. A run that records CURRENT takes every path in FOLDED
+# with that one marker; histories recorded before it carry the individual markers and
+# replay through them (tests/workflows/histories/*-patches-v2.json).
 CURRENT = "containment-patches-2026-12"
+FOLDED = frozenset({LOCAL_QUICK, DECLARED_PLAN, PLAN_SKIPS, PLAN_AUDITED_BY_DISPATCHER,
+                    APPROVAL_IN_ONE_STEP})
+# FOLDED never grows: runs recorded with CURRENT did not take a later change, so a later
+# change checks its own `workflow.patched(...)`. Folding it in too takes a new marker id,
+# checked first, with this one kept for the runs that recorded it.
 
 
 def _patched(patch_id: str) -> bool:
     """``workflow.patched(patch_id)``, or true without a marker of its own when the run has
     taken CURRENT. The SDK memoizes both per run, so whichever the run decided first (live
     or in replay) holds for the rest of it."""
+    assert patch_id in FOLDED, f"{patch_id} is not folded into {CURRENT}"
     return workflow.patched(CURRENT) or workflow.patched(patch_id)
 
 

@@ -74,6 +74,14 @@ class Emitter:
         return self._transmitter
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            if await asyncio.to_thread(self.store.streams):
+                # A receiver is configured: load the inventory now, at start-up, rather than
+                # with the first batch (reading a large inventory is seconds of CPU that
+                # would slow the worker's containments meanwhile).
+                await asyncio.to_thread(lambda: self.transmitter)
+        except Exception as e:  # the loop below reports and retries
+            log.error("ssf.emit_error", error=f"{type(e).__name__}: {str(e)[:200]}")
         while not stop.is_set():
             try:
                 await self.once()
