@@ -203,6 +203,7 @@ class ContainmentActivities:
             "irreversible": result.irreversible, "provider_ref": result.provider_ref,
             "idempotency_key": req.action_id,
             "result": result.model_dump(mode="json"),
+            **({"subject": req.subject} if req.subject else {}),
         }))
         log.info("action.applied", workflow_id=req.workflow_id, action=req.action.value,
                  action_id=req.action_id, status=result.status.value, changed=result.changed)
@@ -290,6 +291,7 @@ class ContainmentActivities:
             "original_action_id": original.action_id, "status": result.status.value,
             "before": result.before, "after": result.after,
             "result": result.model_dump(mode="json"),
+            **({"subject": req.subject} if req.subject else {}),
         }))
         return result
 

@@ -214,6 +214,10 @@ class ActionRequest(_Model):
     actor: str = "stanch"
     alert_ids: list[str] = Field(default_factory=list)
     ticket: str | None = None
+    subject: dict[str, Any] | None = Field(
+        default=None, description="How Shared Signals names the identity (RFC 9493 sub_id), "
+        "as the containment knew it when it acted; recorded with the result, so announcing "
+        "the action needs no inventory.")
 
 
 class ActionResult(_Model):

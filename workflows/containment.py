@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         Principal,
     )
     from stanch.playbook import plan
+    from stanch.ssf.subjects import subject_of
     from workflows import approvals
     from workflows.approvals import ApprovalOutcome, Vote
     from workflows.containment_types import (
@@ -274,7 +275,7 @@ class ContainmentWorkflow:
             action_id=s.action_id, workflow_id=self._wid, identity=self.identity.ref,
             action=s.step.action, params=s.step.params, reason=s.reason or s.step.description,
             actor=s.requested_by or f"playbook:{s.step.playbook}", alert_ids=s.alert_ids,
-            ticket=s.ticket,
+            ticket=s.ticket, subject=subject_of(self.identity),
         )
         try:
             result: ActionResult = await workflow.execute_activity(
@@ -360,6 +361,7 @@ class ContainmentWorkflow:
             action_id=f"{s.action_id}-undo", workflow_id=self._wid, identity=self.identity.ref,
             action=s.step.action, params={"original": s.result.model_dump(mode="json")},
             reason=reason, actor=actor, alert_ids=s.alert_ids, ticket=s.ticket,
+            subject=subject_of(self.identity),
         )
         try:
             undo: ActionResult = await workflow.execute_activity(

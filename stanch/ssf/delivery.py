@@ -11,6 +11,7 @@ Push streams with new SETs get a ``kick`` (signal-with-start of their
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -20,7 +21,7 @@ from stanch.audit import AuditStore
 from stanch.config import Settings
 from stanch.inventory import Inventory, load_inventory
 from stanch.logging import get_logger
-from stanch.models import AuditEvent, AuditRecord, AuditType
+from stanch.models import AuditEvent, AuditRecord, AuditType, IdentityContext
 from stanch.ssf.client import PUSH, sleep
 from stanch.ssf.keys import KeyStore
 from stanch.ssf.metrics import SSF_SETS_QUEUED, SSF_UNDELIVERED
@@ -39,10 +40,27 @@ def issuer_of(settings: Settings) -> str:
     return settings.api.url
 
 
+class _InventoryOnDemand:
+    """The inventory, read the first time a record does not carry its subject (records from
+    before actions carried it). The worker need not hold every identity in memory, nor spend
+    seconds reading a large inventory, to announce what it did."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._inventory: Inventory | None = None
+
+    def get(self, identity_key: str) -> IdentityContext | None:
+        with self._lock:
+            if self._inventory is None:
+                self._inventory = load_inventory(self.settings)
+        return self._inventory.get(identity_key)
+
+
 def open_transmitter(settings: Settings, store: SsfStore, inventory: Inventory | None = None
                      ) -> Transmitter:
     return Transmitter(issuer_of(settings), store, KeyStore(settings.state_dir / "ssf" / "keys"),
-                       inventory if inventory is not None else load_inventory(settings),
+                       inventory if inventory is not None else _InventoryOnDemand(settings),
                        min_verification_interval=settings.ssf.min_verification_interval_seconds)
 
 
@@ -74,14 +92,6 @@ class Emitter:
         return self._transmitter
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            if await asyncio.to_thread(self.store.streams):
-                # A receiver is configured: load the inventory now, at start-up, rather than
-                # with the first batch (reading a large inventory is seconds of CPU that
-                # would slow the worker's containments meanwhile).
-                await asyncio.to_thread(lambda: self.transmitter)
-        except Exception as e:  # the loop below reports and retries
-            log.error("ssf.emit_error", error=f"{type(e).__name__}: {str(e)[:200]}")
         while not stop.is_set():
             try:
                 await self.once()
@@ -108,9 +118,9 @@ class Emitter:
         """One SSF-store commit for the batch's SETs, one audit commit for its records; the
         caller then moves the cursor. A crash in between announces the batch again, which
         queues nothing new (derived jtis) and records nothing twice (dedup keys)."""
-        # Built on first use in a thread: loading a large inventory must not stall the
-        # worker's event loop (it held a containment's write back by ~0.7 s in the bench).
-        transmitter = await asyncio.to_thread(lambda: self.transmitter)
+        transmitter = self.transmitter
+        # In a thread: signing, and reading the inventory for an old record that does not
+        # carry its subject, must not stall the worker's event loop.
         announced = await asyncio.to_thread(self._announce, transmitter, records)
         queued = [AuditEvent(
             type=AuditType.ssf_set_queued, at=datetime.now(UTC), actor="stanch",

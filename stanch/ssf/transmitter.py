@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from stanch.inventory import Inventory
 from stanch.logging import get_logger
 from stanch.models import Action, AuditRecord, AuditType, IdentityContext
 from stanch.ssf import events
@@ -23,6 +22,9 @@ from stanch.ssf.client import POLL, PUSH
 from stanch.ssf.keys import KeyStore
 from stanch.ssf.set import make_claims, sign
 from stanch.ssf.store import SsfStore, Stream
+from stanch.ssf.subjects import subject_key, subject_of
+
+__all__ = ["StreamError", "Transmitter", "subject_key", "subject_of"]
 
 log = get_logger(__name__)
 STATUSES = ("enabled", "paused", "disabled")
@@ -38,9 +40,16 @@ class StreamError(Exception):
         self.reason = reason
 
 
+class Identities(Protocol):
+    """Where the transmitter looks up an identity whose record does not name its subject
+    (an :class:`~stanch.inventory.Inventory` is one)."""
+
+    def get(self, identity_key: str) -> IdentityContext | None: ...
+
+
 class Transmitter:
     def __init__(self, issuer: str, store: SsfStore, keys: KeyStore,
-                 inventory: Inventory | None = None, *,
+                 inventory: Identities | None = None, *,
                  min_verification_interval: int = 0) -> None:
         self.issuer = issuer.rstrip("/")
         self.store = store
@@ -185,8 +194,12 @@ class Transmitter:
         if found is None:
             return []
         event_type, action, undo, result = found
-        ctx = self.inventory.get(record.subject or "") if self.inventory else None
-        sub_id = subject_of(ctx)
+        # The subject as the containment knew it when it acted (carried in the record);
+        # records from before that look it up in the inventory.
+        sub_id = record.data.get("subject")
+        if not isinstance(sub_id, dict):
+            ctx = self.inventory.get(record.subject or "") if self.inventory else None
+            sub_id = subject_of(ctx)
         if sub_id is None:
             log.info("ssf.no_subject", subject_ref=record.subject, seq=record.seq)
             return []
@@ -205,32 +218,9 @@ class Transmitter:
         return queued
 
 
-def subject_key(sub: Any) -> str | None:
-    """A comparable key for an email or iss_sub subject (emails compare case-blind)."""
-    if not isinstance(sub, dict):
-        return None
-    if sub.get("format") == "email" and isinstance(sub.get("email"), str):
-        return "email:" + sub["email"].lower()
-    if sub.get("format") == "iss_sub":
-        return f"iss_sub:{sub.get('iss')}\x00{sub.get('sub')}"
-    return None
-
-
 def _receiver_fields(config: dict[str, Any]) -> dict[str, Any]:
     keep = ("events_requested", "delivery", "description", "aud", "excluded_subjects")
     return {k: config[k] for k in keep if k in config}
-
-
-def subject_of(ctx: IdentityContext | None) -> dict[str, Any] | None:
-    """``iss_sub`` when the inventory records the IdP's issuer and subject (attributes
-    ``oidc_issuer`` and ``oidc_subject``), else the first email address."""
-    if ctx is None:
-        return None
-    iss, sub = ctx.attributes.get("oidc_issuer"), ctx.attributes.get("oidc_subject")
-    if iss and sub:
-        return {"format": "iss_sub", "iss": iss, "sub": sub}
-    email = next((a for a in ctx.aliases if "@" in a and not a.startswith("arn:")), None)
-    return {"format": "email", "email": email} if email else None
 
 
 def _what_happened(record: AuditRecord) -> tuple[str, Action, bool, dict[str, Any]] | None:

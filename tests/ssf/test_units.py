@@ -241,5 +241,18 @@ async def test_the_emitter_announces_a_batch_and_skips_while_no_stream(tmp_path:
     queued = audit.query(types=[AuditType.ssf_set_queued], limit=10)
     assert len(queued) == 4 and all(r.data["streams"] == [stream["stream_id"]] for r in queued)
     assert await emitter.once() == 0  # announced once: the cursor is past them
+    # those records named no subject: the inventory was read for them. A record that
+    # carries its subject (every action since) needs none.
+    assert emitter.transmitter.inventory._inventory is not None  # type: ignore[union-attr]
+    fresh = Emitter(settings, audit, client=None, store=store)  # type: ignore[arg-type]
+    r = _record(0, AuditType.action_result, "force_reauth", "applied")
+    named = {"format": "iss_sub", "iss": "https://idp.example", "sub": "00u1"}
+    audit.append(AuditEvent(type=r.type, at=r.at, actor=r.actor, subject="mock:nobody",
+                            workflow_id=r.workflow_id, action_id="y1", phase="result",
+                            data={**r.data, "subject": named}, dedup_key="y1:result"))
+    assert await fresh.once() == 1
+    last = store.pending(stream["stream_id"])[-1]
+    assert jwt.decode(last.token, options={"verify_signature": False})["sub_id"] == named
+    assert fresh.transmitter.inventory._inventory is None  # type: ignore[union-attr]
     store.close()
     audit.close()
