@@ -72,9 +72,9 @@ class YamlDocument:
         return out
 
 
-# libyaml when PyYAML has it: an inventory of 12,000 identities took 7.9 s to read with the
-# pure-Python loader and 2.8 s with this one (docs/benchmarks.md). A document that does not
-# parse is read again by the pure-Python loader, whose messages the errors below quote.
+# libyaml when PyYAML has it: a few times faster on a large inventory (docs/benchmarks.md).
+# A document that does not parse is read again by the pure-Python loader, whose messages the
+# errors below quote.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -39,6 +39,14 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
             assert pair[kind]["throughput_per_s"] > 0 and pair[kind]["n"] >= 1
             assert pair[kind]["latency"]["p99_ms"] > 0
     assert tp["ratio_min"] <= tp["ratio_median"] <= tp["ratio_max"]
+    for kind in ("floor", "contain"):  # what one of each cost, process by process
+        each = tp[kind]["cpu_ms_each"]
+        assert each["temporal"] > 0 and set(each) >= {"temporal", "worker", "api", "floor"}
+    # A push stream was on: every contained identity was announced to the relying party.
+    assert result["ssf"] == "on" and f["ssf_stream"]
+    assert f["ssf"]["expected"] >= 1
+    assert f["ssf"]["received_subjects"] == f["ssf"]["expected"], f["ssf"]
+    assert f["ssf"]["lag"]["p50_ms"] > 0 and f["ssf"]["refused"] == 0
     storm = f["storm"]
     for key in ("workflows_created", "alerts_audited", "one_workflow_per_identity",
                 "provider_writes", "alerts_per_s"):
@@ -75,3 +83,15 @@ def test_profile_summary_reads_collapsed_stacks(tmp_path: Path) -> None:
     assert s["top_self"][0] == ("apply (activities/containment.py:9)", 0.75)
     # Entry frames (in every sample) are left out of the Stanch list.
     assert [f for f, _ in s["top_stanch_inclusive"]] == ["apply (activities/containment.py:9)"]
+
+
+def test_timeline_puts_each_segment_on_one_clock() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.timeline", "--pairs", "3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {line[:26].strip(): line[26:].split() for line in proc.stdout.splitlines()[2:]}
+    assert set(rows) >= {"sent -> started", "task started -> done", "activity -> intent",
+                         "total (sent -> write)"}
+    floor_total, _, stanch_total, _ = (float(x) for x in rows["total (sent -> write)"])
+    assert floor_total > 0 and stanch_total > 0
+    assert rows["activity -> intent"][0] == "-"  # the floor writes no intent
