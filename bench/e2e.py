@@ -234,8 +234,8 @@ class Driver:
                 await self.floor_once(watcher, self.take(1)[0])
                 await self.contain_once(watcher, ident, "warm")
             if self.receiver is not None:
-                # The worker reads the inventory when a first stream appears (at start-up
-                # when one exists): measure after that, as a deployment would run.
+                # A first SET proves the stream works end to end (signing key made, push
+                # workflow started) before anything is measured, as in a running deployment.
                 await self.receiver.first(timeout=120)
             deadline = time.perf_counter() + budget
             for ident in self.take(n):

@@ -85,8 +85,9 @@ class Emitter:
 
     @property
     def transmitter(self) -> Transmitter:
-        # Built on first use, inside the loop: an inventory that does not load is logged
-        # and retried, it does not stop the worker.
+        # Built on first use, inside the loop. The inventory is read only for a record that
+        # does not carry its subject; one that does not load is logged and retried then, it
+        # does not stop the worker.
         if self._transmitter is None:
             self._transmitter = open_transmitter(self.settings, self.store)
         return self._transmitter
