@@ -50,6 +50,9 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
 
 
+FORGET_EVERY_SECONDS = 3600.0
+
+
 class Receiver:
     def __init__(self, ssf: SsfSettings, store: SsfStore, audit: AuditStore,
                  default_audience: str) -> None:
@@ -60,6 +63,7 @@ class Receiver:
         self._jwks: dict[str, RemoteJwks] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, str] = {}  # access tokens for transmitters, in memory only
+        self._pruned_at = 0.0
 
     def config(self, name: str) -> SsfTransmitterConfig:
         cfg = self.ssf.transmitters.get(name)
@@ -129,6 +133,18 @@ class Receiver:
         if not outcome.duplicate:
             await asyncio.to_thread(self.store.remember, name, outcome.claims["jti"],
                                     outcome.kind)
+            await self._forget_old_jtis()
+
+    async def _forget_old_jtis(self) -> None:
+        """The seen-jti table only has to outlive the SETs that could still be accepted: one
+        received before ``max_set_age + clock_skew`` ago had an ``iat`` older than the max
+        age, so a replay of it is refused by its age. At most once an hour."""
+        now = time.time()
+        if now - self._pruned_at < FORGET_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        horizon = now - self.ssf.max_set_age_seconds - self.ssf.clock_skew_seconds
+        await asyncio.to_thread(self.store.forget_seen, horizon)
 
     async def _verification(self, name: str, claims: dict[str, Any],
                             payload: dict[str, Any], via: str) -> Outcome:

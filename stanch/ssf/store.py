@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS received (
     transmitter TEXT NOT NULL, jti TEXT NOT NULL, at REAL NOT NULL, outcome TEXT NOT NULL,
     PRIMARY KEY (transmitter, jti)
 );
+CREATE INDEX IF NOT EXISTS received_at ON received (at);
 CREATE TABLE IF NOT EXISTS remote (
     name TEXT PRIMARY KEY, stream_id TEXT, config TEXT NOT NULL DEFAULT '{}',
     status TEXT, state TEXT, verified_at REAL, updated_at REAL NOT NULL
@@ -211,6 +212,10 @@ class SsfStore:
     def remember(self, transmitter: str, jti: str, outcome: str) -> None:
         self._x("INSERT OR REPLACE INTO received (transmitter, jti, at, outcome) "
                 "VALUES (?,?,?,?)", (transmitter, jti, time.time(), outcome))
+
+    def forget_seen(self, before: float) -> int:
+        """Forget the jtis received before ``before`` (Unix time); returns how many."""
+        return self._x("DELETE FROM received WHERE at < ?", (before,))
 
     def remote(self, name: str) -> dict[str, Any]:
         rows = self._q("SELECT stream_id, config, status, state, verified_at FROM remote "

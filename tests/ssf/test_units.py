@@ -256,3 +256,32 @@ async def test_the_emitter_announces_a_batch_and_skips_while_no_stream(tmp_path:
     assert fresh.transmitter.inventory._inventory is None  # type: ignore[union-attr]
     store.close()
     audit.close()
+
+
+async def test_seen_jtis_are_forgotten_once_no_replay_could_be_accepted(tmp_path: Path
+                                                                         ) -> None:
+    """A jti must be remembered only while a SET carrying it could still pass the age
+    check; after max_set_age + clock_skew a replay is refused by its iat anyway."""
+    from stanch.ssf.config import SsfSettings
+    from stanch.ssf.receiver import Receiver
+
+    store = SsfStore(tmp_path / "ssf.db")
+    receiver = Receiver(SsfSettings(max_set_age_seconds=3600, clock_skew_seconds=60), store,
+                        audit=None, default_audience=AUD)  # type: ignore[arg-type]
+    store.remember("okta", "old", "alert")
+    store.remember("okta", "recent", "alert")
+    store._x("UPDATE received SET at = ? WHERE jti = 'old'", (time.time() - 3600 - 61,))
+    store._x("UPDATE received SET at = ? WHERE jti = 'recent'", (time.time() - 3600 + 60,))
+    await receiver._forget_old_jtis()
+    assert store.seen("okta", "old") is None and store.seen("okta", "recent") == "alert"
+    store.remember("okta", "old2", "alert")
+    store._x("UPDATE received SET at = 0 WHERE jti = 'old2'")
+    await receiver._forget_old_jtis()  # at most once an hour
+    assert store.seen("okta", "old2") == "alert"
+    # and a replay of a forgotten one is refused by its age
+    stale = _token({"format": "email", "email": "a@example.com"},
+                   iat=int(time.time()) - 3600 - 61)
+    with pytest.raises(SetError):
+        await validate(stale, key=_key, issuer=ISS, audience=AUD, now=time.time(),
+                       max_age=3600, skew=60)
+    store.close()
