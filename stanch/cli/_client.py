@@ -8,10 +8,12 @@ and the command exits 1, so scripts can tell a refused decision from a crash.
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich.console import Console
 
 from stanch.clientauth import auth_headers
 
@@ -107,6 +109,20 @@ class ApiClient:
         if resp.status_code >= 400:
             raise ApiError(resp.status_code, error_reason(resp), resp.text)
         return resp
+
+
+# A table read from a pipe or a file (``stanch status > out.txt``, ``| grep``) is not cut to
+# rich's default 80 columns: it gets this many, or $COLUMNS when set.
+PIPE_WIDTH = 240
+
+
+def table_console() -> Console:
+    """A console for tables, made per call so it writes to the stdout of the moment (the
+    test runner swaps it); as wide as the terminal, or PIPE_WIDTH when stdout is none."""
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(highlight=False, soft_wrap=False, width=PIPE_WIDTH)
+    return console
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:

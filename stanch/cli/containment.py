@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stanch.cli._app import app
-from stanch.cli._client import ApiOption, JsonOption, call
+from stanch.cli._client import ApiOption, JsonOption, call, table_console
 
 review_app = typer.Typer(help="Break-glass reviews: acknowledge after the fact.",
                          no_args_is_help=True)
@@ -40,8 +40,7 @@ def _path(workflow_id: str, *rest: str) -> str:
 
 
 def _console() -> Console:
-    # Created per call so it writes to the stdout of the moment (CliRunner swaps it).
-    return Console(highlight=False, soft_wrap=False)
+    return table_console()
 
 
 # --------------------------------------------------------------------------- status

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stanch.cli._app import app
-from stanch.cli._client import ApiOption, JsonOption, call
+from stanch.cli._client import ApiOption, JsonOption, call, table_console
 
 elevation_app = typer.Typer(help="One elevation: show, approve, deny, extend, revoke.",
                             no_args_is_help=True)
@@ -28,7 +28,7 @@ def _path(workflow_id: str, *rest: str) -> str:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return table_console()
 
 
 @app.command()
