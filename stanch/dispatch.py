@@ -19,6 +19,7 @@ from stanch.config import Settings
 from stanch.inventory import with_provider_type
 from stanch.models import Alert, AuditEvent, AuditType, IdentityContext
 from stanch.playbook import Playbook, match
+from stanch.temporal import answered
 from workflows.containment import ContainmentWorkflow, initial_search_attributes
 from workflows.containment_types import ContainmentInput, NewAlertInput, NewAlertResult
 
@@ -62,14 +63,14 @@ class Dispatcher:
             search_attributes=initial_search_attributes(identity)
             if self.search_attributes else None,
         )
-        result: NewAlertResult = await client.execute_update_with_start_workflow(
+        result: NewAlertResult = await answered(client.execute_update_with_start_workflow(
             ContainmentWorkflow.add_alert,
             NewAlertInput(alert=slim, identity=identity,
                           playbooks=self.candidate_playbooks(alert, identity),
                           requested_by=requested_by, reason=reason, ticket=ticket,
                           break_glass=break_glass),
             start_workflow_operation=op,
-        )
+        ), self.settings.temporal.update_timeout_seconds, "alert")
         if not result.deduplicated and self._audit is not None:
             # Recorded here rather than by an activity in the workflow: the update's answer
             # is the plan, and it saves a round trip through Temporal for every alert.

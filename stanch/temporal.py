@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import Awaitable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from stanch.config import ConfigError, Settings
 from stanch.logging import get_logger
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -142,3 +145,24 @@ async def connect(settings: Settings, *, retries: int = 1, delay: float = 0.5,
             await asyncio.sleep(delay)
     assert last is not None
     raise last
+
+
+async def answered(update: Awaitable[T], seconds: float, what: str) -> T:
+    """The update's answer; an :class:`RPCError` (DEADLINE_EXCEEDED, which the API answers
+    503) when no worker gave one within ``seconds`` (a task queue nobody polls, every worker
+    down). Temporal keeps the update admitted: it may still run when a worker polls again."""
+    task = asyncio.ensure_future(update)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    # The SDK answers its own cancellation with an "update timed out or cancelled" error:
+    # collect whatever it raises, and say what happened.
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise RPCError(f"no worker answered the {what} within {seconds:g} s; it may still take "
+                   "effect when the workers are back (check before repeating it)",
+                   RPCStatusCode.DEADLINE_EXCEEDED, b"")

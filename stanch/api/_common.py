@@ -16,6 +16,7 @@ from stanch.api.decisions import update_failure
 from stanch.api.problems import problem_response
 from stanch.api.refusals import audit_refusal
 from stanch.models import Principal
+from stanch.temporal import answered
 
 
 def check_workflow_id(workflow_id: str, pattern: re.Pattern[str], noun: str,
@@ -50,7 +51,9 @@ async def run_update(request: Request, workflow_id: str, update: Any, arg: BaseM
     client = await temporal_client(request)
     handle = client.get_workflow_handle(workflow_id)
     try:
-        result = await handle.execute_update(update, arg)
+        result = await answered(handle.execute_update(update, arg),
+                                request.app.state.settings.temporal.update_timeout_seconds,
+                                "request")
     except (RPCError, WorkflowUpdateFailedError) as err:
         status, kind, reason = update_failure(err)
         if status == 403 and principal is not None:

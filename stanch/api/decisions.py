@@ -19,6 +19,7 @@ from stanch.api.app import TemporalHandle
 from stanch.audit import AuditStore
 from stanch.metrics import DECISIONS
 from stanch.models import AuditEvent, AuditType, Principal
+from stanch.temporal import answered
 from workflows.approvals import Verdict
 from workflows.containment import ContainmentWorkflow
 from workflows.containment_types import DecisionInput, DecisionResult
@@ -76,11 +77,11 @@ class Decider:
         try:
             client = await self._temporal()
             handle = client.get_workflow_handle(workflow_id)
-            result: DecisionResult = await handle.execute_update(
+            result: DecisionResult = await answered(handle.execute_update(
                 ContainmentWorkflow.decide,
                 DecisionInput(step_id=step_id, verdict=v, principal=principal,
                               comment=comment, channel=channel),
-            )
+            ), self._temporal.settings.temporal.update_timeout_seconds, "decision")
         except (WorkflowUpdateFailedError, RPCError) as err:
             status, kind, reason = update_failure(err)
             await self.audit_refusal(workflow_id=workflow_id, step_id=step_id, verdict=verdict,

@@ -35,6 +35,7 @@ from stanch.config import Settings
 from stanch.inventory import Inventory
 from stanch.models import IdentityRef, Principal, Role
 from stanch.playbook.schema import parse_duration
+from stanch.temporal import answered
 from workflows.approvals import Verdict
 from workflows.elevation import ElevationWorkflow
 from workflows.elevation_types import (
@@ -245,8 +246,9 @@ async def decide(workflow_id: str, body: DecisionBody, request: Request,
     client = await _client(request)
     handle = client.get_workflow_handle(workflow_id)
     try:
-        result = await handle.execute_update(ElevationWorkflow.decide, DecisionInput(
-            verdict=Verdict(body.verdict), principal=principal, comment=body.comment))
+        result = await answered(handle.execute_update(ElevationWorkflow.decide, DecisionInput(
+            verdict=Verdict(body.verdict), principal=principal, comment=body.comment)),
+            request.app.state.settings.temporal.update_timeout_seconds, "decision")
     except (RPCError, WorkflowUpdateFailedError) as err:
         _, kind, reason = update_failure(err)
         decider: Decider = request.app.state.decider
