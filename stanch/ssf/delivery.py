@@ -135,8 +135,14 @@ class Emitter:
 
     def _announce(self, transmitter: Transmitter, records: list[AuditRecord]
                   ) -> list[tuple[AuditRecord, list[str]]]:
+        # Signed first, queued in one short transaction: the API shares this file, and a
+        # write lock held while signing a batch would keep it waiting.
+        prepared = [(record, transmitter.prepare(record)) for record in records]
         with self.store.transaction():
-            return [(record, transmitter.announce(record)) for record in records]
+            for _, sets in prepared:
+                for p in sets:
+                    self.store.enqueue(p.stream_id, p.jti, p.event_type, p.token)
+        return [(record, [p.stream_id for p in sets]) for record, sets in prepared]
 
     async def kick_pending(self) -> None:
         for stream in await asyncio.to_thread(self.store.streams):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -38,6 +39,16 @@ class StreamError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One signed SET for one stream, ready to queue."""
+
+    stream_id: str
+    jti: str
+    event_type: str
+    token: str
 
 
 class Identities(Protocol):
@@ -160,13 +171,17 @@ class Transmitter:
         return out
 
     # ------------------------------------------------------------------ SETs
-    def _queue(self, stream: Stream, jti: str, event_type: str, event: dict[str, Any],
-               sub_id: dict[str, Any], txn: str | None) -> bool:
+    def _signed(self, stream: Stream, jti: str, event_type: str, event: dict[str, Any],
+                sub_id: dict[str, Any], txn: str | None) -> Prepared:
         key = self.keys.signing_key()
         claims = make_claims(iss=self.issuer, aud=stream.config["aud"], event_type=event_type,
                              event=event, sub_id=sub_id, txn=txn, jti=jti)
-        return self.store.enqueue(stream.stream_id, jti, event_type,
-                                  sign(claims, key.private, key.kid))
+        return Prepared(stream.stream_id, jti, event_type, sign(claims, key.private, key.kid))
+
+    def _queue(self, stream: Stream, jti: str, event_type: str, event: dict[str, Any],
+               sub_id: dict[str, Any], txn: str | None) -> bool:
+        p = self._signed(stream, jti, event_type, event, sub_id, txn)
+        return self.store.enqueue(p.stream_id, p.jti, p.event_type, p.token)
 
     def verification(self, stream: Stream, state: str | None) -> str:
         """Queue a verification event for ``stream``; returns its jti."""
@@ -190,6 +205,14 @@ class Transmitter:
         Idempotent: the jti is derived from the stream and the record, so announcing a
         record again after a crash queues nothing new.
         """
+        prepared = self.prepare(record)
+        for p in prepared:
+            self.store.enqueue(p.stream_id, p.jti, p.event_type, p.token)
+        return [p.stream_id for p in prepared]
+
+    def prepare(self, record: AuditRecord) -> list[Prepared]:
+        """The signed SETs one audit record calls for, one per stream that asked for its
+        event, not yet queued (the emitter queues a batch in one short transaction)."""
         found = _what_happened(record)
         if found is None:
             return []
@@ -204,7 +227,7 @@ class Transmitter:
             log.info("ssf.no_subject", subject_ref=record.subject, seq=record.seq)
             return []
         event = _event(event_type, action, undo, result, record)
-        queued = []
+        prepared: list[Prepared] = []
         key = subject_key(sub_id)
         for stream in self.store.streams():
             if stream.status == "disabled" or \
@@ -213,9 +236,9 @@ class Transmitter:
                 continue
             jti = hashlib.sha256(f"{stream.stream_id}\x00{record.dedup_key or record.seq}"
                                  .encode()).hexdigest()[:32]
-            self._queue(stream, jti, event_type, event, sub_id, record.workflow_id)
-            queued.append(stream.stream_id)
-        return queued
+            prepared.append(self._signed(stream, jti, event_type, event, sub_id,
+                                         record.workflow_id))
+        return prepared
 
 
 def _receiver_fields(config: dict[str, Any]) -> dict[str, Any]:
