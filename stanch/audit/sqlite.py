@@ -15,7 +15,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -40,6 +39,7 @@ from stanch.audit.checkpoint import checkpoint_event, sign
 from stanch.audit.side_tables import write_transaction
 from stanch.audit.verify import verify_rows
 from stanch.models import AuditEvent, AuditRecord, AuditType
+from stanch.sqlite_wal import use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -104,21 +104,11 @@ class SqliteAuditStore:
                         self._conn.execute(stmt)
 
     def _use_wal(self, timeout: float) -> None:
-        # WAL is a property of the file, set once. Switching needs an exclusive lock and
-        # SQLite does not wait for it (no busy handler), so two processes creating the file
-        # together retry here instead of failing with "database is locked".
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() == "wal":
-                    return
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-            if time.monotonic() > deadline:
-                raise AuditError(f"could not switch {self.path} to WAL journal mode")
-            time.sleep(0.05)
+        try:
+            use_wal(self._conn, timeout=timeout)
+        except sqlite3.OperationalError as err:
+            raise AuditError(f"could not switch {self.path} to WAL journal mode: {err}"
+                             ) from err
 
     # ------------------------------------------------------------------ transactions
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from stanch.config import Settings
 from stanch.redact import redact, redact_text
+from stanch.sqlite_wal import use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -72,7 +73,7 @@ class DeadLetterStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
 

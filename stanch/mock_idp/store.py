@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stanch.mock_idp.seed import SEED_IDENTITIES, SEED_TIME
+from stanch.sqlite_wal import use_wal
 
 MAX_CREDENTIALS_PER_TYPE = 2
 CREDENTIAL_TYPES = ("password", "api_key", "client_secret", "token", "mfa")
@@ -82,7 +83,7 @@ class Store:
             str(db_path), isolation_level=None, check_same_thread=False, timeout=10.0
         )
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:

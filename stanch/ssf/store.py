@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stanch.sqlite_wal import use_wal
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     stream_id TEXT PRIMARY KEY, owner TEXT NOT NULL, config TEXT NOT NULL,
@@ -77,28 +79,13 @@ class SsfStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
-        self._wal()
+        use_wal(self._db)
         # No fsync per commit (WAL: at checkpoints). A power cut may undo the last commits,
         # and undoes them together: the emitter's cursor lives here with the queue, so it
         # announces those records again (jtis are derived: nothing twice), and a SET whose
         # "delivered" mark is undone is sent again (receivers deduplicate by jti).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-
-    def _wal(self) -> None:
-        """WAL mode, set once per file. Switching modes needs the file to itself, and SQLite
-        answers "locked" at once (no busy wait) while another process writes: only switch
-        when it is not WAL yet, and retry a while when it is busy."""
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
