@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from stanch.clientauth import auth_headers
+from stanch.config import ConfigError, Settings, load_settings
 
 ApiOption = Annotated[
     str | None,
@@ -123,6 +124,15 @@ def table_console() -> Console:
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(highlight=False, soft_wrap=False, width=PIPE_WIDTH)
     return console
+
+
+def settings_or_exit() -> Settings:
+    """The settings; a bad one is printed (naming the setting) and the command exits 2."""
+    try:
+        return load_settings()
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:

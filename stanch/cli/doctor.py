@@ -7,15 +7,8 @@ import json
 import typer
 
 from stanch.cli._app import app
-from stanch.config import ConfigError, Settings, load_settings
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
+from stanch.cli._client import settings_or_exit
+from stanch.config import Settings
 
 
 def require_healthy(settings: Settings, command: str) -> None:
@@ -38,7 +31,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     file, the setting and the fix; exit 1 on any. Calls no provider (see `providers check`)."""
     from stanch.doctor import diagnose
 
-    problems = diagnose(_settings())
+    problems = diagnose(settings_or_exit())
     if as_json:
         typer.echo(json.dumps({"ok": not problems, "problems": [
             {"where": p.where, "setting": p.setting, "message": p.message, "fix": p.fix}

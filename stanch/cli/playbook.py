@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from stanch.capabilities import LOSSES, adapter_type, declaration, supports
 from stanch.cli._app import app
-from stanch.config import ConfigError, Settings, load_settings
+from stanch.cli._client import settings_or_exit
 from stanch.inventory import Inventory, InventoryError, YamlInventory, with_provider_type
 from stanch.models import Action, Alert, PlanState
 from stanch.playbook.errors import LoadError
@@ -53,7 +53,7 @@ def lint_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Check playbooks; print one `file:line: field: message` per problem, exit 1 on any."""
-    targets = paths or [_settings().playbooks_dir]
+    targets = paths or [settings_or_exit().playbooks_dir]
     errors = lint_paths(targets)
     if as_json:
         typer.echo(json.dumps({"ok": not errors, "errors": [e.to_dict() for e in errors]},
@@ -90,7 +90,7 @@ def simulate_cmd(
     """Show which playbook matches, the planned ladder and who each step waits for."""
     playbooks, inventory = _load(playbooks_path, inventory_path)
     state = _read_state(state_file)
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         alerts = read_alerts(alert_file, source, datetime.now(UTC))
         runs = []
@@ -135,9 +135,9 @@ def test_cmd(
     """Run `*.alert.json` → `*.expected.yaml` fixtures; exit 1 with a diff on any mismatch.
     An `inventory.yaml` beside the fixtures is loaded with the inventory (identities only
     the fixtures use, e.g. the AWS examples)."""
-    folder = directory or _settings().playbooks_dir / "tests"
+    folder = directory or settings_or_exit().playbooks_dir / "tests"
     if inventory_path is None and (folder / "inventory.yaml").is_file():
-        inventory_path = [*_settings().inventory_paths, folder / "inventory.yaml"]
+        inventory_path = [*settings_or_exit().inventory_paths, folder / "inventory.yaml"]
     playbooks, inventory = _load(playbooks_path, inventory_path)
     if not folder.is_dir():
         _fail(f"{folder}: no such directory")
@@ -176,18 +176,11 @@ def schema_cmd() -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
-
 
 def _load(
     playbooks_path: list[Path] | None, inventory_path: list[Path] | None
 ) -> tuple[list[Playbook], Inventory]:
-    settings = None if playbooks_path and inventory_path else _settings()
+    settings = None if playbooks_path and inventory_path else settings_or_exit()
     pb_paths = playbooks_path or [settings.playbooks_dir] if settings else playbooks_path or []
     inv_paths = inventory_path or (settings.inventory_paths if settings else [])
     try:

@@ -10,19 +10,13 @@ from typing import Annotated
 import typer
 
 from stanch.cli._app import app
-from stanch.config import ConfigError, Settings, load_settings
+from stanch.cli._client import settings_or_exit
+from stanch.config import Settings
 from stanch.models import IdentityKind, IdentityRef
 
 providers_app = typer.Typer(help="Configured identity providers.", no_args_is_help=True)
 app.add_typer(providers_app, name="providers")
 
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
 
 
 def _sample(settings: Settings, name: str, identity: str | None,
@@ -55,7 +49,7 @@ def check_cmd(
     from activities.providers.checks import Finding, check
     from activities.providers.registry import UnknownProvider, build_provider
 
-    settings = _settings()
+    settings = settings_or_exit()
     names = [name] if name else sorted(settings.providers)
     if name and name not in settings.providers:
         typer.echo(f"provider {name!r} is not configured (configured: "
