@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench import stack as stack_mod
-from bench.e2e import ChangeWatcher, Driver, alert, bounded, pct
+from bench.e2e import ChangeWatcher, Driver, pct
 from stanch.console import mint_login_link
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,20 +48,6 @@ def _server_ms(resp: httpx.Response) -> float:
 
 def _stats(ms: list[float]) -> dict[str, float]:
     return {"n": len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95), "max_ms": max(ms)}
-
-
-async def _park(d: Driver, ids: list[str], tag: str) -> dict[str, str]:
-    wids: dict[str, str] = {}
-
-    async def one(i: int) -> None:
-        _, _, r = await d.post_alert(alert(f"{d.run}-{tag}-{ids[i]}", ids[i],
-                                           severity="medium", confidence="medium"))
-        if r.status_code != 202:
-            raise RuntimeError(f"alert for {ids[i]}: {r.status_code} {r.text[:300]}")
-        wids[ids[i]] = r.json()["workflow_id"]
-
-    await bounded(len(ids), 20, one)
-    return wids
 
 
 async def _wait_waiting(d: Driver, n: int, timeout: float = 300) -> int:
@@ -83,7 +69,7 @@ async def run(waiting: int, renders: int, decisions: int) -> dict[str, Any]:
         async with Driver(stack, uuid.uuid4().hex[:8]) as d, httpx.AsyncClient(
                 base_url=stack.api, timeout=60) as ui:
             t0 = time.perf_counter()
-            await _park(d, d.take_waiting(waiting), "wait")
+            await d.park(d.take_waiting(waiting), "wait", 20)
             parked = await _wait_waiting(d, waiting)
             park_s = time.perf_counter() - t0
             token = mint_login_link(stack.state, "dev-admin")
@@ -106,7 +92,7 @@ async def run(waiting: int, renders: int, decisions: int) -> dict[str, Any]:
             shown = len(re.findall(r'class="card step"', resp.text))
 
             ids = d.take(2 * decisions)
-            wids = await _park(d, ids, "decide")
+            wids = await d.park(ids, "decide", 20)
             steps = {i: await d.pending_step(wids[i]) for i in ids}
             via: dict[str, list[float]] = {"api": [], "console": []}
             async with ChangeWatcher(d.http, stack.idp) as watcher:

@@ -194,28 +194,56 @@ class Driver:
         return sent, (time.perf_counter() - t0) * 1000, r
 
     # -------------------------------------------------------------- floor
-    async def floor_once(self, watcher: ChangeWatcher, identity: str) -> tuple[float, float]:
-        """One floor workflow on a fresh identity: (ms from start to its POST's write at the
-        mock IdP — the same event and clock as time-to-contain —, ms to completion)."""
+    async def floor_run(self, watcher: ChangeWatcher, identity: str
+                        ) -> tuple[float, float, float, str]:
+        """One floor workflow on a fresh identity: (sent, its POST's write at the mock IdP,
+        ms to completion, workflow id); sent and written are wall-clock seconds."""
         assert self.temporal is not None
         self.floor_ids.add(identity)
+        wid = f"floor-{self.run}-{uuid.uuid4().hex[:12]}"
         sent = time.time()
         t0 = time.perf_counter()
         await self.temporal.execute_workflow(
             FloorWorkflow.run, f"{self.stack.idp}{floor_path(identity)}",
-            id=f"floor-{self.run}-{uuid.uuid4().hex[:12]}", task_queue=FLOOR_QUEUE)
+            id=wid, task_queue=FLOOR_QUEUE)
         complete = (time.perf_counter() - t0) * 1000
-        at = await watcher.first_write(identity)
+        return sent, await watcher.first_write(identity), complete, wid
+
+    async def floor_once(self, watcher: ChangeWatcher, identity: str) -> tuple[float, float]:
+        """(ms from start to its POST's write at the mock IdP — the same event and clock as
+        time-to-contain —, ms to completion)."""
+        sent, at, complete, _ = await self.floor_run(watcher, identity)
         return (at - sent) * 1000, complete
 
     # -------------------------------------------------------------- time to contain
-    async def contain_once(self, watcher: ChangeWatcher, identity: str, tag: str
-                           ) -> tuple[float, float]:
+    async def contain_run(self, watcher: ChangeWatcher, identity: str, tag: str
+                          ) -> tuple[float, float, float, str]:
+        """One alert: (sent, first write at the mock IdP, ms until the API answered,
+        workflow id)."""
         sent, api_ms, r = await self.post_alert(alert(f"{self.run}-{tag}-{identity}", identity))
         if r.status_code != 202:
             raise AlertRefused(f"alert for {identity}: {r.status_code} {r.text[:300]}")
-        at = await watcher.first_write(identity)
+        return sent, await watcher.first_write(identity), api_ms, str(r.json()["workflow_id"])
+
+    async def contain_once(self, watcher: ChangeWatcher, identity: str, tag: str
+                           ) -> tuple[float, float]:
+        sent, at, api_ms, _ = await self.contain_run(watcher, identity, tag)
         return (at - sent) * 1000, api_ms
+
+    async def park(self, ids: list[str], tag: str, concurrency: int) -> dict[str, str]:
+        """Alerts at medium severity and confidence, which wait for approval: their workflow
+        ids by identity."""
+        wids: dict[str, str] = {}
+
+        async def one(i: int) -> None:
+            _, _, r = await self.post_alert(alert(f"{self.run}-{tag}-{ids[i]}", ids[i],
+                                                  severity="medium", confidence="medium"))
+            if r.status_code != 202:
+                raise RuntimeError(f"alert for {ids[i]}: {r.status_code} {r.text[:300]}")
+            wids[ids[i]] = r.json()["workflow_id"]
+
+        await bounded(len(ids), concurrency, one)
+        return wids
 
     def failed(self, err: Exception) -> None:
         """An alert that was not contained: counted and shown, and the run goes on."""
@@ -404,16 +432,7 @@ class Driver:
 
     async def approvals(self, n: int, concurrency: int, budget: float) -> dict[str, Any]:
         ids = self.take(n)
-        wids: dict[str, str] = {}
-
-        async def park(i: int) -> None:
-            _, _, r = await self.post_alert(alert(f"{self.run}-appr-{ids[i]}", ids[i],
-                                                  severity="medium", confidence="medium"))
-            if r.status_code != 202:
-                raise RuntimeError(f"alert for {ids[i]}: {r.status_code} {r.text[:300]}")
-            wids[ids[i]] = r.json()["workflow_id"]
-
-        await bounded(n, concurrency, park)
+        wids = await self.park(ids, "appr", concurrency)
         steps = {i: await self.pending_step(wids[i]) for i in ids}
         deadline = time.perf_counter() + budget
         rtt: Timings = []

@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
-import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from bench import stack as stack_mod
-from bench.e2e import ChangeWatcher, Driver, alert, pct
-from bench.floor import FloorWorkflow, floor_path
-from bench.stack import FLOOR_QUEUE
+from bench.e2e import ChangeWatcher, Driver, pct
 
 # Temporal EventType numbers (temporal.api.enums.v1.EventType).
 STARTED, TASK_SCHEDULED, TASK_STARTED, TASK_COMPLETED = 1, 5, 6, 7
@@ -68,20 +65,12 @@ async def run(stack: stack_mod.Stack, pairs: int, warm: int = 5) -> dict[str, An
         assert d.temporal is not None
         async with ChangeWatcher(d.http, stack.idp, interval=0.002) as watcher:
             for i in range(pairs + warm):
-                ident = d.take(1)[0]
-                wid = f"floor-{uuid.uuid4().hex[:12]}"
-                sent = time.time()
-                await d.temporal.execute_workflow(
-                    FloorWorkflow.run, f"{stack.idp}{floor_path(ident)}", id=wid,
-                    task_queue=FLOOR_QUEUE)
-                at = await watcher.first_write(ident)
+                sent, at, _, wid = await d.floor_run(watcher, d.take(1)[0])
                 if i >= warm:
                     floor_rows.append((sent, at, wid))
-                ident = d.take(1)[0]
-                sent, _, r = await d.post_alert(alert(f"tl-{ident}", ident))
-                at = await watcher.first_write(ident)
+                sent, at, _, wid = await d.contain_run(watcher, d.take(1)[0], "timeline")
                 if i >= warm:
-                    stanch_rows.append((sent, at, r.json()["workflow_id"]))
+                    stanch_rows.append((sent, at, wid))
         out: dict[str, Any] = {}
         db = sqlite3.connect(f"file:{stack.state / 'audit.db'}?mode=ro", uri=True)
         try:
