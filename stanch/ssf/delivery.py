@@ -119,10 +119,10 @@ class Emitter:
         """One SSF-store commit for the batch's SETs, one audit commit for its records; the
         caller then moves the cursor. A crash in between announces the batch again, which
         queues nothing new (derived jtis) and records nothing twice (dedup keys)."""
-        transmitter = self.transmitter
         # In a thread: signing, and reading the inventory for an old record that does not
         # carry its subject, must not stall the worker's event loop.
-        announced = await asyncio.to_thread(self._announce, transmitter, records)
+        queued_to = await asyncio.to_thread(self.transmitter.announce_all, records)
+        announced = list(zip(records, queued_to, strict=True))
         queued = [AuditEvent(
             type=AuditType.ssf_set_queued, at=datetime.now(UTC), actor="stanch",
             subject=record.subject, workflow_id=record.workflow_id,
@@ -132,17 +132,6 @@ class Emitter:
         if queued:
             SSF_SETS_QUEUED.labels("action").inc(sum(len(streams) for _, streams in announced))
             await asyncio.to_thread(self.audit.append_many, queued)
-
-    def _announce(self, transmitter: Transmitter, records: list[AuditRecord]
-                  ) -> list[tuple[AuditRecord, list[str]]]:
-        # Signed first, queued in one short transaction: the API shares this file, and a
-        # write lock held while signing a batch would keep it waiting.
-        prepared = [(record, transmitter.prepare(record)) for record in records]
-        with self.store.transaction():
-            for _, sets in prepared:
-                for p in sets:
-                    self.store.enqueue(p.stream_id, p.jti, p.event_type, p.token)
-        return [(record, [p.stream_id for p in sets]) for record, sets in prepared]
 
     async def kick_pending(self) -> None:
         for stream in await asyncio.to_thread(self.store.streams):

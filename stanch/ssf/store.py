@@ -153,6 +153,15 @@ class SsfStore:
                        "created_at) VALUES (?,?,?,?,?)",
                        (stream_id, jti, event_type, token, time.time())) > 0
 
+    def enqueue_all(self, sets: list[tuple[str, str, str, str]]) -> None:
+        """Queue (stream_id, jti, event_type, token) rows in one transaction; a (stream, jti)
+        queued before is left as it was."""
+        if not sets:
+            return
+        with self.transaction():
+            for stream_id, jti, event_type, token in sets:
+                self.enqueue(stream_id, jti, event_type, token)
+
     def pending(self, stream_id: str, limit: int = 100) -> list[Queued]:
         rows = self._q("SELECT seq, stream_id, jti, event_type, token, state, attempts, "
                        "last_error FROM queue WHERE stream_id = ? AND state IN (?, ?) "

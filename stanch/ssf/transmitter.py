@@ -205,14 +205,20 @@ class Transmitter:
         Idempotent: the jti is derived from the stream and the record, so announcing a
         record again after a crash queues nothing new.
         """
-        prepared = self.prepare(record)
-        for p in prepared:
-            self.store.enqueue(p.stream_id, p.jti, p.event_type, p.token)
-        return [p.stream_id for p in prepared]
+        return self.announce_all([record])[0]
+
+    def announce_all(self, records: list[AuditRecord]) -> list[list[str]]:
+        """:meth:`announce` for a batch: every SET signed first, then all queued in one short
+        transaction (the API shares the file; a lock held while signing would keep it
+        waiting). The stream ids queued to, per record."""
+        prepared = [self.prepare(record) for record in records]
+        self.store.enqueue_all([(p.stream_id, p.jti, p.event_type, p.token)
+                                for sets in prepared for p in sets])
+        return [[p.stream_id for p in sets] for sets in prepared]
 
     def prepare(self, record: AuditRecord) -> list[Prepared]:
         """The signed SETs one audit record calls for, one per stream that asked for its
-        event, not yet queued (the emitter queues a batch in one short transaction)."""
+        event, not yet queued."""
         found = _what_happened(record)
         if found is None:
             return []
