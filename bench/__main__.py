@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     started = datetime.now(UTC)
-    # Fresh identities: floor and Stanch samples alike (warm-up and serial pairs, every
-    # throughput run of both sides), the storm's and the approvals'.
-    contained = (2 * (min(5, sizes.serial) + sizes.serial)
+    # Fresh identities: floor, evidence floor and Stanch samples alike (warm-up and serial
+    # triples, every throughput run of both sides), the storm's and the approvals'.
+    contained = (3 * (min(5, sizes.serial) + sizes.serial)
                  + 2 * sizes.rounds * sizes.concurrent
                  + sizes.storm_identities + sizes.approvals)
     log(f"bench: starting dev server, mock IdP ({contained} bench identities), worker, API …")

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -119,6 +120,7 @@ async def run(waiting: int, renders: int, decisions: int) -> dict[str, Any]:
                     via[channel].append((await watcher.first_write(ident) - sent) * 1000)
     finally:
         stack.stop()
+    shutil.rmtree(stack.state, ignore_errors=True)  # kept when the run failed
     return {
         "waiting": parked, "seconds_to_park": park_s, "cards_on_page": shown,
         "page_bytes": max(sizes) if sizes else 0,

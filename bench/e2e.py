@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import sqlite3
 import time
 import uuid
@@ -22,7 +23,7 @@ from typing import Any
 import psutil
 from temporalio.client import Client
 
-from bench.floor import FloorWorkflow, floor_path
+from bench.floor import FloorEvidenceWorkflow, FloorWorkflow, floor_path
 from bench.http import RETRYABLE, Answer, Http
 from bench.ssf_receiver import Receiver
 from bench.stack import FLOOR_QUEUE, Stack, contained_id, upn, waiting_id
@@ -209,6 +210,19 @@ class Driver:
         complete = (time.perf_counter() - t0) * 1000
         return sent, await watcher.first_write(identity), complete, wid
 
+    async def floor_evidence_run(self, watcher: ChangeWatcher, identity: str
+                                 ) -> tuple[float, float, str]:
+        """One evidence floor workflow (read the before-state, record it durably, POST; no
+        Stanch code) on a fresh identity: (sent, its POST's write, workflow id)."""
+        assert self.temporal is not None
+        self.floor_ids.add(identity)
+        wid = f"floor-ev-{self.run}-{uuid.uuid4().hex[:12]}"
+        sent = time.time()
+        await self.temporal.execute_workflow(
+            FloorEvidenceWorkflow.run, args=[self.stack.idp, identity],
+            id=wid, task_queue=FLOOR_QUEUE)
+        return sent, await watcher.first_write(identity), wid
+
     async def floor_once(self, watcher: ChangeWatcher, identity: str) -> tuple[float, float]:
         """(ms from start to its POST's write at the mock IdP — the same event and clock as
         time-to-contain —, ms to completion)."""
@@ -250,16 +264,22 @@ class Driver:
         self.errors.append(str(err)[:300])
 
     async def serial(self, n: int, budget: float) -> dict[str, Any]:
-        """Floor and time-to-contain samples, alternated, so both see the same machine (it
-        is shared: whatever else runs slows both alike instead of skewing the ratio). Each
-        sample acts on a fresh identity, so every POST is a real change in the log."""
+        """Floor, evidence floor and time-to-contain samples in rounds, so all see the same
+        machine (it is shared: whatever else runs slows all alike instead of skewing the
+        ratio), in a shuffled order within each round: a sample taken right after a
+        containment shares the CPU with that containment's tail (its result record, its
+        second workflow task), so a fixed order would favour one side. Each sample acts on
+        a fresh identity, so every POST is a real change in the log."""
         floor: Timings = []
         floor_done: Timings = []
+        evidence: Timings = []
         ttc: Timings = []
         api: Timings = []
+        order = random.Random(0)
         async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
             for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
                 await self.floor_once(watcher, self.take(1)[0])
+                await self.floor_evidence_run(watcher, self.take(1)[0])
                 await self.contain_once(watcher, ident, "warm")
             if self.receiver is not None:
                 # A first SET proves the stream works end to end (signing key made, push
@@ -267,19 +287,26 @@ class Driver:
                 await self.receiver.first(timeout=120)
             deadline = time.perf_counter() + budget
             for ident in self.take(n):
-                w, c = await self.floor_once(watcher, self.take(1)[0])
-                floor.append(w)
-                floor_done.append(c)
-                try:
-                    t, a = await self.contain_once(watcher, ident, "serial")
-                except (AlertRefused, TimeoutError) as err:
-                    self.failed(err)
-                    continue
-                ttc.append(t)
-                api.append(a)
+                for kind in order.sample(("floor", "evidence", "stanch"), 3):
+                    if kind == "floor":
+                        w, c = await self.floor_once(watcher, self.take(1)[0])
+                        floor.append(w)
+                        floor_done.append(c)
+                    elif kind == "evidence":
+                        sent, at, _ = await self.floor_evidence_run(watcher, self.take(1)[0])
+                        evidence.append((at - sent) * 1000)
+                    else:
+                        try:
+                            t, a = await self.contain_once(watcher, ident, "serial")
+                        except (AlertRefused, TimeoutError) as err:
+                            self.failed(err)
+                            continue
+                        ttc.append(t)
+                        api.append(a)
                 if time.perf_counter() >= deadline:
                     break
         return {"floor": summary(floor), "floor_complete": summary(floor_done),
+                "floor_evidence": summary(evidence),
                 "contain": summary(ttc), "api": summary(api)}
 
     async def floor_throughput(self, n: int, concurrency: int, budget: float
@@ -328,6 +355,21 @@ class Driver:
         return {"throughput_per_s": done / secs, "n": done, "concurrency": concurrency,
                 "seconds": secs, "latency": summary(loaded)}
 
+    async def settle(self, quiet: float = 0.1, window: float = 0.3, most: float = 20.0
+                     ) -> float:
+        """Wait until the stack (every process but this one) uses less than ``quiet`` of
+        one core over ``window`` seconds, at most ``most`` seconds; return the wait."""
+        t0 = time.perf_counter()
+        before = self.cpu()
+        while time.perf_counter() - t0 < most:
+            await asyncio.sleep(window)
+            now = self.cpu()
+            busy = sum(now[k] - before.get(k, now[k]) for k in now if k != "bench-client")
+            before = now
+            if busy < quiet * window:
+                break
+        return time.perf_counter() - t0
+
     async def throughput(self, rounds: int, n: int, concurrency: int, budget: float
                          ) -> dict[str, Any]:
         """``rounds`` pairs of runs, floor then Stanch, interleaved so a slow spell of the
@@ -337,10 +379,16 @@ class Driver:
         for r in range(rounds):
             left = max(1.0, deadline - time.perf_counter())
             per_side = left / (2 * (rounds - r))
+            # Each run starts on a quiet stack and its CPU is counted until the stack is
+            # quiet again: a containment's tail (result record, second workflow task, its
+            # SET signed and pushed) would otherwise land on the floor run after it.
+            settled = [await self.settle()]
             c0 = self.cpu()
             floor = await self.floor_throughput(n, concurrency, per_side)
+            settled.append(await self.settle())
             c1 = self.cpu()
             contain = await self.contain_throughput(n, concurrency, per_side)
+            settled.append(await self.settle())
             c2 = self.cpu()
             # What one workflow / one containment cost each process, in CPU ms.
             floor["cpu_ms_each"] = {k: round((c1[k] - c0[k]) * 1000 / max(1, floor["n"]), 1)
@@ -351,6 +399,7 @@ class Driver:
                 "floor": floor, "contain": contain,
                 "ratio": contain["throughput_per_s"] / floor["throughput_per_s"],
                 "p99_ratio": contain["latency"]["p99_ms"] / floor["latency"]["p99_ms"],
+                "settled_s": [round(x, 2) for x in settled],
             })
         ratios = sorted(p["ratio"] for p in pairs)
         median = sorted(pairs, key=lambda p: p["ratio"])[len(pairs) // 2]

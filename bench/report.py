@@ -46,6 +46,20 @@ def _ms(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:,.0f} ms"
 
 
+def _evidence_rows(se: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The evidence floor (read before-state, durable record, POST; no Stanch code) and
+    time-to-contain against it: shown, no target (the targets use the bare floor)."""
+    ev = se.get("floor_evidence")
+    if not ev or not ev.get("n"):
+        return []
+    p50 = _ratio(se["contain"]["p50_ms"], ev["p50_ms"])
+    p99 = _ratio(se["contain"]["p99_ms"], ev["p99_ms"])
+    return [(f"  floor + evidence (GET before-state, durable record, POST), p50 / p99 "
+             f"(n={ev['n']})",
+             f"{_ms(ev['p50_ms'])} / {_ms(ev['p99_ms'])} "
+             f"(time-to-contain {p50:.2f}x / {p99:.2f}x it)", "", "")]
+
+
 def render(result: dict[str, Any]) -> str:
     f, c, s = result["figures"], result["checks"], result["sizes"]
     se, tp = f["serial"], f["throughput"]
@@ -67,6 +81,7 @@ def render(result: dict[str, Any]) -> str:
         ("  floor: start -> workflow completed, serial p50 / p99",
          f"{_ms(se['floor_complete']['p50_ms'])} / {_ms(se['floor_complete']['p99_ms'])}",
          "", ""),
+        *_evidence_rows(se),
         (f"floor: throughput @{conc} concurrent, median pair (n={ft['n']})",
          f"{ft['throughput_per_s']:.1f} wf/s", "", ""),
         (f"  floor @{conc} concurrent, to the write p50 / p99",

@@ -1,10 +1,12 @@
 """Where one serial containment's time goes, next to the floor's: segment by segment.
 
-    python -m bench.timeline            # 100 pairs (about a minute)
+    python -m bench.timeline            # 100 rounds (about a minute)
     python -m bench.timeline --pairs 40
 
-On the same stack as ``python -m bench`` (its own, on free ports), alternately one floor
-workflow and one alert, each on a fresh identity, one at a time. For each it reads the
+On the same stack as ``python -m bench`` (its own, on free ports), rounds of one floor
+workflow, one evidence-floor workflow (``bench.floor``: the activity reads the before-state,
+records it durably, then POSTs; no Stanch code) and one alert, in a shuffled order, each on
+a fresh identity, one at a time. For each it reads the
 workflow's history (Temporal's event times), Stanch's audit records (their ``at``) and the
 mock IdP's change log (the write's ``at``): every clock is this machine's. It prints the
 median and p90 of each segment, so a difference in time-to-contain can be put where it is:
@@ -14,7 +16,8 @@ median and p90 of each segment, so a difference in time-to-contain can be put wh
   task started -> done   the worker running that task (for a new run: the sandbox, the
                          workflow code, payload conversion) and the server recording it
   done -> activity start the activity task reaching the worker
-  activity -> intent     (Stanch) prior-intent lookup, before-snapshot, intent record
+  activity -> intent     Stanch: prior-intent lookup, before-snapshot, intent record;
+                         evidence floor: before-state GET, its record committed
   activity -> write      the activity until the IdP's change-log ``at``
   total                  sent -> write, as time-to-contain and the floor's serial figure
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
+import shutil
 import sqlite3
 import uuid
 from datetime import datetime
@@ -34,6 +39,7 @@ from bench.e2e import ChangeWatcher, Driver, pct
 # Temporal EventType numbers (temporal.api.enums.v1.EventType).
 STARTED, TASK_SCHEDULED, TASK_STARTED, TASK_COMPLETED = 1, 5, 6, 7
 ACTIVITY_STARTED = 11
+KINDS = ("floor", "evidence", "stanch")
 
 
 def _first_times(events: Any) -> dict[int, float]:
@@ -59,24 +65,33 @@ def segments(sent: float, written: float, ev: dict[int, float],
 
 
 async def run(stack: stack_mod.Stack, pairs: int, warm: int = 5) -> dict[str, Any]:
-    floor_rows: list[tuple[float, float, str]] = []
-    stanch_rows: list[tuple[float, float, str]] = []
+    # sent, written, workflow id, identity
+    rows: dict[str, list[tuple[float, float, str, str]]] = {k: [] for k in KINDS}
     async with Driver(stack, uuid.uuid4().hex[:8]) as d:
         assert d.temporal is not None
         async with ChangeWatcher(d.http, stack.idp, interval=0.002) as watcher:
+            order = random.Random(0)
             for i in range(pairs + warm):
-                sent, at, _, wid = await d.floor_run(watcher, d.take(1)[0])
-                if i >= warm:
-                    floor_rows.append((sent, at, wid))
-                sent, at, _, wid = await d.contain_run(watcher, d.take(1)[0], "timeline")
-                if i >= warm:
-                    stanch_rows.append((sent, at, wid))
+                # Each kind follows each other kind alike: a sample right after a
+                # containment shares the CPU with that containment's tail (its result
+                # record, second workflow task), so a fixed order would favour one side.
+                for kind in order.sample(KINDS, len(KINDS)):
+                    ident = d.take(1)[0]
+                    if kind == "floor":
+                        sent, at, _, wid = await d.floor_run(watcher, ident)
+                    elif kind == "evidence":
+                        sent, at, wid = await d.floor_evidence_run(watcher, ident)
+                    else:
+                        sent, at, _, wid = await d.contain_run(watcher, ident, "timeline")
+                    if i >= warm:
+                        rows[kind].append((sent, at, wid, ident))
         out: dict[str, Any] = {}
         db = sqlite3.connect(f"file:{stack.state / 'audit.db'}?mode=ro", uri=True)
+        ev_db = sqlite3.connect(f"file:{stack.state / 'floor-evidence.db'}?mode=ro", uri=True)
         try:
-            for side, rows in (("floor", floor_rows), ("stanch", stanch_rows)):
+            for side in KINDS:
                 cols: dict[str, list[float]] = {}
-                for sent, at, wid in rows:
+                for sent, at, wid, ident in rows[side]:
                     history = await d.temporal.get_workflow_handle(wid).fetch_history()
                     intent = None
                     if side == "stanch":
@@ -84,6 +99,10 @@ async def run(stack: stack_mod.Stack, pairs: int, warm: int = 5) -> dict[str, An
                                          "AND type = 'action.intent' ORDER BY seq LIMIT 1",
                                          (wid,)).fetchone()
                         intent = datetime.fromisoformat(got[0]).timestamp() if got else None
+                    elif side == "evidence":
+                        got = ev_db.execute("SELECT at FROM evidence WHERE identity = ?",
+                                            (ident,)).fetchone()
+                        intent = float(got[0]) if got else None
                     for k, v in segments(sent, at, _first_times(history.events),
                                          intent).items():
                         cols.setdefault(k, []).append(v)
@@ -91,6 +110,7 @@ async def run(stack: stack_mod.Stack, pairs: int, warm: int = 5) -> dict[str, An
                              for k, v in cols.items()}
         finally:
             db.close()
+            ev_db.close()
     return out
 
 
@@ -103,10 +123,12 @@ def render(result: dict[str, Any]) -> str:
     def cell(x: dict[str, float] | None, key: str) -> str:
         return f"{x[key]:.1f}" if x else "-"
 
-    lines = [f"{'segment':<26}{'floor p50':>11}{'p90':>8}{'stanch p50':>12}{'p90':>8}"]
+    lines = [f"{'segment':<26}{'floor p50':>11}{'p90':>8}{'evidence p50':>14}{'p90':>8}"
+             f"{'stanch p50':>12}{'p90':>8}"]
     for k in ORDER:
-        f, s = result["floor"].get(k), result["stanch"].get(k)
+        f, e, s = (result[side].get(k) for side in ("floor", "evidence", "stanch"))
         lines.append(f"{k:<26}{cell(f, 'p50_ms'):>11}{cell(f, 'p90_ms'):>8}"
+                     f"{cell(e, 'p50_ms'):>14}{cell(e, 'p90_ms'):>8}"
                      f"{cell(s, 'p50_ms'):>12}{cell(s, 'p90_ms'):>8}")
     return "\n".join(lines)
 
@@ -115,12 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100)
     args = parser.parse_args()
-    stack = stack_mod.start(contained=2 * (args.pairs + 5), waiting=0)
+    stack = stack_mod.start(contained=3 * (args.pairs + 5), waiting=0)
     try:
         result = asyncio.run(run(stack, args.pairs))
     finally:
         stack.stop()
-    print(f"ms, {args.pairs} pairs, one at a time (floor, then an alert), fresh identities")
+    shutil.rmtree(stack.state, ignore_errors=True)  # kept when the run failed
+    print(f"ms, {args.pairs} rounds of a floor workflow, an evidence-floor workflow and an "
+          "alert, one at a time, shuffled, fresh identities")
     print(render(result))
 
 

@@ -27,7 +27,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert "time-to-contain" in proc.stdout
     result = json.loads(out.read_text())
     f = result["figures"]
-    for side in ("floor", "floor_complete", "contain", "api"):
+    for side in ("floor", "floor_complete", "floor_evidence", "contain", "api"):
         assert f["serial"][side]["n"] >= 1
         assert f["serial"][side]["p50_ms"] > 0 and f["serial"][side]["p99_ms"] > 0
     # The floor ends at its POST's write, before its workflow completes.
@@ -39,6 +39,9 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
             assert pair[kind]["throughput_per_s"] > 0 and pair[kind]["n"] >= 1
             assert pair[kind]["latency"]["p99_ms"] > 0
     assert tp["ratio_min"] <= tp["ratio_median"] <= tp["ratio_max"]
+    for pair in tp["rounds"]:  # each run started on, and was counted until, a quiet stack
+        assert len(pair["settled_s"]) == 3 and all(s >= 0.3 for s in pair["settled_s"])
+    assert "floor + evidence" in proc.stdout
     for kind in ("floor", "contain"):  # what one of each cost, process by process
         each = tp[kind]["cpu_ms_each"]
         assert each["temporal"] > 0 and set(each) >= {"temporal", "worker", "api", "floor"}
@@ -92,6 +95,10 @@ def test_timeline_puts_each_segment_on_one_clock() -> None:
     rows = {line[:26].strip(): line[26:].split() for line in proc.stdout.splitlines()[2:]}
     assert set(rows) >= {"sent -> started", "task started -> done", "activity -> intent",
                          "total (sent -> write)"}
-    floor_total, _, stanch_total, _ = (float(x) for x in rows["total (sent -> write)"])
-    assert floor_total > 0 and stanch_total > 0
+    floor_total, _, evidence_total, _, stanch_total, _ = (
+        float(x) for x in rows["total (sent -> write)"])
+    assert floor_total > 0 and evidence_total > 0 and stanch_total > 0
     assert rows["activity -> intent"][0] == "-"  # the floor writes no intent
+    # The evidence floor's record and Stanch's intent both come after their activity started.
+    _, _, evidence_intent, _, stanch_intent, _ = rows["activity -> intent"]
+    assert float(evidence_intent) > 0 and float(stanch_intent) > 0
