@@ -43,6 +43,7 @@ from stanch.models import (
     ActionResult,
     ActionStatus,
     AuditEvent,
+    AuditRecord,
     AuditType,
 )
 from workflows.containment_types import ApprovalRequestInput
@@ -74,6 +75,12 @@ def _raise_for(err: ProviderError) -> None:
 
 def _count(req: ActionRequest, status: str) -> None:
     CONTAINMENT_ACTIONS.labels(req.action.value, str(req.action.rung), status).inc()
+
+
+def _drop(task: asyncio.Future[Any]) -> None:
+    """Cancel a read nobody needs; whatever it ends with is retrieved, not logged."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 HEARTBEAT_EVERY = 1.0
@@ -143,10 +150,29 @@ class ContainmentActivities:
             async with _heartbeating():
                 return await self._apply_action(req)
 
+    async def _prior_intent(self, provider: IdentityProvider, req: ActionRequest
+                            ) -> tuple[AuditRecord | None, asyncio.Future[dict[str, Any]] | None]:
+        """A retry's intent record, if any; on a first attempt also the before-snapshot,
+        read beside that lookup (both are reads: the snapshot is only used when there is
+        no intent yet, and is dropped otherwise)."""
+        find = asyncio.to_thread(self.audit.find, f"{req.action_id}:intent")
+        if activity.info().attempt > 1:
+            return await find, None
+        snapshot = asyncio.ensure_future(provider.snapshot(req.identity))
+        try:
+            prior = await find
+        except BaseException:
+            _drop(snapshot)
+            raise
+        if prior is not None:
+            _drop(snapshot)
+            return prior, None
+        return None, snapshot
+
     async def _apply_action(self, req: ActionRequest) -> ActionResult:
         provider = self._provider(req.identity.provider)
         # Intent first, with the before-snapshot: evidence before acting (NIST 800-61 RS.MI).
-        prior = await asyncio.to_thread(self.audit.find, f"{req.action_id}:intent")
+        prior, reading = await self._prior_intent(provider, req)
         params = dict(req.params)
         if prior is not None and prior.data.get("snapshot"):
             # A retry: let the adapter plan from the state before the first attempt, so the
@@ -154,7 +180,8 @@ class ContainmentActivities:
             params["_snapshot"] = prior.data["snapshot"]
         if prior is None:
             try:
-                snapshot = await provider.snapshot(req.identity)
+                snapshot = await (reading if reading is not None
+                                  else provider.snapshot(req.identity))
             except ProviderError as err:
                 PROVIDER_ERRORS.labels(req.identity.provider, req.action.value,
                                        type(err).__name__).inc()
@@ -194,7 +221,10 @@ class ContainmentActivities:
             _raise_for(err)
             raise
 
-        if activity.info().attempt > 1 and result.status is ActionStatus.already:
+        again = activity.info().attempt > 1 or FRESH_SNAPSHOT not in params
+        if again and result.status is ActionStatus.already:
+            # Not the first run of this action id (a retry, or a reset workflow re-running
+            # the step): "already" may be our own earlier write.
             result = self._reconcile_retry(result, prior.data.get("snapshot") or {})
         seq = await self._audit(self._event(req, AuditType.action_result, "result", {
             "status": result.status.value, "changed": result.changed,

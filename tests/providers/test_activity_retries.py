@@ -71,6 +71,34 @@ async def test_lost_answer_then_retry_changes_the_password_once(
     store.close()
 
 
+async def test_a_first_attempt_that_finds_an_intent_plans_from_it(
+        tmp_path: Path, ldap_url: str, admin: ldap3.Connection) -> None:
+    """A reset workflow runs a step again as attempt 1 under the same action id: the intent
+    recorded by the first run wins over the before-state read beside its lookup, which is
+    dropped; nothing changes twice and the evidence is recorded once."""
+    settings = _settings(tmp_path, ldap_url, (LDAP_ROOT_DN, LDAP_ROOT_PW))
+    store = SqliteAuditStore(tmp_path / "audit.db")
+    pool = ProviderPool(settings)
+    acts = ContainmentActivities(settings, store, pool)
+    ref = make_user(admin).model_copy(update={"provider": "corp"})
+    req = ActionRequest(action_id="act-reset", workflow_id="wf-3", identity=ref,
+                        action=Action.rotate, params={"credential": "password"})
+    with fail_after_write(pool.get("corp")) as fired, pytest.raises(ApplicationError):
+        await _env(1).run(acts.apply_action, req)
+    assert fired
+    [intent] = store.query(types=[AuditType.action_intent])
+    [dropped] = (tmp_path / "drop").iterdir()
+    password = dropped.read_text()
+    result = await _env(1).run(acts.apply_action, req)
+    assert result.status is ActionStatus.already
+    assert can_bind(ldap_url, ref.id, password), "changed once"
+    records = store.query(types=[AuditType.action_intent, AuditType.action_result])
+    assert [r.phase for r in records if r.action_id == req.action_id] == ["intent", "result"]
+    assert records[0].seq == intent.seq and records[0].data["attempt"] == 1
+    await pool.aclose()
+    store.close()
+
+
 async def test_a_blind_read_account_fails_permanently_on_the_first_attempt(
         tmp_path: Path, ldap_url: str, admin: ldap3.Connection) -> None:
     settings = _settings(tmp_path, ldap_url, (f"cn=blind-reader,{BASE}", "blind-reader-pw"))
