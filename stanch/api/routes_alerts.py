@@ -175,7 +175,11 @@ async def post_alert(source: str, request: Request) -> JSONResponse:
 async def _contain(request: Request, alert: Alert, now: datetime) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(alert_id=alert.id, source=alert.source):
         key = f"received:{alert.id}"
+        # The received record's dedup key is this same key, so it is appended beside the
+        # recall: for a repeat the store answers with the first record and adds nothing.
+        received = asyncio.ensure_future(_audit_received(request, alert))
         prior = await recall(request, [key], now)
+        await received
         if prior is not None:  # contained before, even if that containment is closed
             CONTAINMENTS.labels("deduplicated").inc()
             return repeated(prior)
@@ -185,10 +189,8 @@ async def _contain(request: Request, alert: Alert, now: datetime) -> dict[str, A
         return result
 
 
-async def _contain_bound(request: Request, alert: Alert) -> dict[str, Any]:
+async def _audit_received(request: Request, alert: Alert) -> None:
     audit: AuditStore = request.app.state.audit
-    inventory: Inventory = request.app.state.inventory
-    dispatcher: Dispatcher = request.app.state.dispatcher
     await asyncio.to_thread(audit.append, _audit_event(
         AuditType.alert_received, actor=f"source:{alert.source}", alert_ids=[alert.id],
         reason=alert.title, dedup_key=f"received:{alert.id}", data={
@@ -198,6 +200,12 @@ async def _contain_bound(request: Request, alert: Alert) -> dict[str, Any]:
             "mentions": [m.model_dump(mode="json") for m in alert.mentions],
             "raw": alert.raw}))
 
+
+async def _contain_bound(request: Request, alert: Alert) -> dict[str, Any]:
+    """The alert is audited (``received``); resolve whom it names, start or join each."""
+    audit: AuditStore = request.app.state.audit
+    inventory: Inventory = request.app.state.inventory
+    dispatcher: Dispatcher = request.app.state.dispatcher
     identities: dict[str, IdentityContext] = {}
     unresolved: list[dict[str, str]] = []
     for mention in alert.mentions:

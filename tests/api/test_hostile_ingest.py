@@ -31,7 +31,7 @@ from stanch.api.auth import hash_token
 from stanch.audit import SqliteAuditStore
 from stanch.config import ApiToken, Settings, SourceAuth
 from stanch.ingest.signing import sign
-from stanch.models import containment_workflow_id
+from stanch.models import AuditType, containment_workflow_id
 from stanch.worker import build_worker
 from tests.api.test_hostile_subject import PEOPLE, TOKENS, _terminate
 from tests.cli.server import serving
@@ -265,6 +265,12 @@ async def test_a_resolved_false_positive_does_not_come_back(apis: Apis) -> None:
         assert again.json()["workflow_id"] == wid
     assert await apis.closed(wid)
     assert await apis.runs(wid) == runs  # nothing started
+    # Received once in the chain: a repeat's record (appended beside the recall) is the
+    # first one, by its dedup key.
+    alert_id = first.json()["alert_id"]
+    received = [r for r in apis.store.query(types=[AuditType.alert_received], limit=10_000)
+                if alert_id in r.alert_ids]
+    assert len(received) == 1
 
 
 async def test_webhook_and_github_deliveries_are_remembered_by_every_api(apis: Apis) -> None:
