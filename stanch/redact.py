@@ -7,6 +7,7 @@ blocks, `password=` pairs) is masked wherever it appears.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -35,22 +36,34 @@ _PATTERNS = [
     re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
     re.compile(r"\b(?:hvs|hvb|s)\.[A-Za-z0-9]{20,}"),  # Vault/OpenBao tokens
     re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),  # AWS secret key
-    re.compile(r"(?i)\b(password|passwd|secret|token)=([^\s&]+)"),
+    re.compile(r"\b(password|passwd|secret|token)=([^\s&]+)", re.IGNORECASE),
 ]
 
 
+def _scoped(pat: re.Pattern[str]) -> str:
+    flags = ("i" if pat.flags & re.IGNORECASE else "") + ("s" if pat.flags & re.DOTALL else "")
+    return f"(?{flags}:{pat.pattern})" if flags else f"(?:{pat.pattern})"
+
+
+# Matches wherever any of the patterns does: one scan decides whether a string needs the
+# substitutions at all (most audited strings hold no credential).
+_ANY = re.compile("|".join(_scoped(p) for p in _PATTERNS))
+
+
 def redact_text(text: str, extra: list[str] | None = None) -> str:
-    for pat in _PATTERNS:
-        if pat.groups >= 2:
-            text = pat.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-        else:
-            text = pat.sub(REDACTED, text)
+    if _ANY.search(text):
+        for pat in _PATTERNS:
+            if pat.groups >= 2:
+                text = pat.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+            else:
+                text = pat.sub(REDACTED, text)
     for s in extra or ():
         if s and len(s) >= 6:
             text = text.replace(s, REDACTED)
     return text
 
 
+@functools.lru_cache(maxsize=4096)  # the same field names come back in every record
 def _is_secret_key(key: str) -> bool:
     k = key.lower()
     if k in _SAFE_KEYS or k.endswith(("_id", "_ids", "_at", "_count", "_uid", "accessor")):

@@ -57,3 +57,25 @@ def test_no_secret_is_stored(store: AuditStore) -> None:
     assert b"AKIAIOSFODNN7EXAMPLE" in blob  # identifiers survive: we scanned the right bytes
     for secret in SECRETS:
         assert secret.encode() not in blob, f"secret stored: {secret[:8]}…"
+
+
+def test_the_one_scan_finds_whatever_a_pattern_would() -> None:
+    """``redact_text`` skips the substitutions when one combined scan finds nothing: that
+    scan must match wherever any single pattern does (flags kept per pattern)."""
+    from stanch.redact import _ANY, _PATTERNS, redact_text
+
+    samples = [*SECRETS, f"aws_secret_access_key={AWS_SECRET}", "PASSWORD=x1", "bearer " + "A" * 9,
+               "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+               "xoxb-1234567890-abc", "ghp_" + "a" * 20, "hvs." + "b" * 24,
+               "nothing to see", "user@example.com", "AKIAIOSFODNN7EXAMPLE", ""]
+    for text in samples:
+        for framed in (text, f"before {text} after", f"{text}\n{text}"):
+            hit = any(p.search(framed) for p in _PATTERNS)
+            assert bool(_ANY.search(framed)) is hit, framed
+            if hit:
+                assert redact_text(framed) != framed
+            else:
+                assert redact_text(framed) == framed
+    for text, secret in ((AWS_SECRET, AWS_SECRET), (BEARER, BEARER.split()[1]),
+                         (f"password={PASSWORD}", PASSWORD), (WHSEC, WHSEC), (JWT, JWT)):
+        assert secret not in redact_text(f"x {text} y")
