@@ -4,6 +4,8 @@ end and its JSON carries every figure (the targets are the bench's business, not
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +67,10 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
         prof = f["profiles"][name]
         assert "error" in prof or (prof["samples"] >= 0 and Path(prof["raw"]).exists()), prof
     assert "profile worker" in proc.stdout
+    # A profiled run keeps its state dir for the raw stacks; this test has read them.
+    state = re.search(r"\(state (/\S+)\)", proc.stderr)
+    assert state and Path(state[1]).name.startswith("stanch-bench-"), proc.stderr[-2000:]
+    shutil.rmtree(state[1], ignore_errors=True)
     assert set(result["checks"]) == {"ttc_p50_ratio", "ttc_p99_ratio", "throughput_ratio",
                                      "loaded_p99_ratio", "storm_one_workflow_per_identity",
                                      "storm_alerts_audited"}
