@@ -1,6 +1,6 @@
 """The action activity end to end on slapd: an answer lost after the write, then Temporal's
-retry (attempt 2) → one password change; a read account blind to passwords → a permanent
-failure on the first attempt, audited, nothing written."""
+retry (attempt 2) or a reset workflow's attempt 1 → one password change; a read account
+blind to passwords → a permanent failure on the first attempt, audited, nothing written."""
 
 from __future__ import annotations
 
@@ -47,51 +47,29 @@ def _env(attempt: int) -> ActivityEnvironment:
     return env
 
 
-async def test_lost_answer_then_retry_changes_the_password_once(
-        tmp_path: Path, ldap_url: str, admin: ldap3.Connection) -> None:
+@pytest.mark.parametrize("again", [2, 1], ids=["retry", "reset-workflow-reruns-the-step"])
+async def test_lost_answer_then_again_changes_the_password_once(
+        tmp_path: Path, ldap_url: str, admin: ldap3.Connection, again: int) -> None:
+    """The answer to the write is lost; the action runs again under the same action id, as
+    Temporal's retry (attempt 2) or as attempt 1 of a reset workflow re-running the step. The
+    intent recorded by the first run wins (on attempt 1 over the before-state read beside
+    its lookup, which is dropped): nothing changes twice, the evidence is recorded once."""
     settings = _settings(tmp_path, ldap_url, (LDAP_ROOT_DN, LDAP_ROOT_PW))
     store = SqliteAuditStore(tmp_path / "audit.db")
     pool = ProviderPool(settings)
     acts = ContainmentActivities(settings, store, pool)
     ref = make_user(admin).model_copy(update={"provider": "corp"})
-    req = ActionRequest(action_id="act-lost-answer", workflow_id="wf-1", identity=ref,
+    req = ActionRequest(action_id=f"act-lost-answer-{again}", workflow_id="wf-1", identity=ref,
                         action=Action.rotate, params={"credential": "password"})
     with fail_after_write(pool.get("corp")) as fired, pytest.raises(ApplicationError) as first:
         await _env(1).run(acts.apply_action, req)
     assert fired and not first.value.non_retryable
-    [dropped] = (tmp_path / "drop").iterdir()
-    password = dropped.read_text()
-    result = await _env(2).run(acts.apply_action, req)
-    assert result.status is ActionStatus.already
-    assert can_bind(ldap_url, ref.id, password), "changed once: the delivered password works"
-    records = store.query(types=[AuditType.action_intent, AuditType.action_result])
-    assert sorted(r.phase or "" for r in records if r.action_id == req.action_id) == \
-        ["intent", "result"]
-    await pool.aclose()
-    store.close()
-
-
-async def test_a_first_attempt_that_finds_an_intent_plans_from_it(
-        tmp_path: Path, ldap_url: str, admin: ldap3.Connection) -> None:
-    """A reset workflow runs a step again as attempt 1 under the same action id: the intent
-    recorded by the first run wins over the before-state read beside its lookup, which is
-    dropped; nothing changes twice and the evidence is recorded once."""
-    settings = _settings(tmp_path, ldap_url, (LDAP_ROOT_DN, LDAP_ROOT_PW))
-    store = SqliteAuditStore(tmp_path / "audit.db")
-    pool = ProviderPool(settings)
-    acts = ContainmentActivities(settings, store, pool)
-    ref = make_user(admin).model_copy(update={"provider": "corp"})
-    req = ActionRequest(action_id="act-reset", workflow_id="wf-3", identity=ref,
-                        action=Action.rotate, params={"credential": "password"})
-    with fail_after_write(pool.get("corp")) as fired, pytest.raises(ApplicationError):
-        await _env(1).run(acts.apply_action, req)
-    assert fired
     [intent] = store.query(types=[AuditType.action_intent])
     [dropped] = (tmp_path / "drop").iterdir()
     password = dropped.read_text()
-    result = await _env(1).run(acts.apply_action, req)
+    result = await _env(again).run(acts.apply_action, req)
     assert result.status is ActionStatus.already
-    assert can_bind(ldap_url, ref.id, password), "changed once"
+    assert can_bind(ldap_url, ref.id, password), "changed once: the delivered password works"
     records = store.query(types=[AuditType.action_intent, AuditType.action_result])
     assert [r.phase for r in records if r.action_id == req.action_id] == ["intent", "result"]
     assert records[0].seq == intent.seq and records[0].data["attempt"] == 1
