@@ -1,6 +1,6 @@
 """Where one serial containment's time goes, next to the floor's: segment by segment.
 
-    python -m bench.timeline            # 100 rounds (about a minute)
+    python -m bench.timeline            # 100 rounds (about a minute and a half)
     python -m bench.timeline --pairs 40
 
 On the same stack as ``python -m bench`` (its own, on free ports), rounds of one floor
