@@ -195,38 +195,33 @@ class Driver:
         return sent, (time.perf_counter() - t0) * 1000, r
 
     # -------------------------------------------------------------- floor
-    async def floor_run(self, watcher: ChangeWatcher, identity: str
-                        ) -> tuple[float, float, float, str]:
+    async def floor_run(self, watcher: ChangeWatcher, identity: str, *,
+                        evidence: bool = False) -> tuple[float, float, float, str]:
         """One floor workflow on a fresh identity: (sent, its POST's write at the mock IdP,
-        ms to completion, workflow id); sent and written are wall-clock seconds."""
+        ms to completion, workflow id); sent and written are wall-clock seconds. With
+        ``evidence``, the evidence floor (reads the before-state and records it durably
+        before the POST; no Stanch code)."""
         assert self.temporal is not None
         self.floor_ids.add(identity)
-        wid = f"floor-{self.run}-{uuid.uuid4().hex[:12]}"
+        wid = f"floor{'-ev' if evidence else ''}-{self.run}-{uuid.uuid4().hex[:12]}"
         sent = time.time()
         t0 = time.perf_counter()
-        await self.temporal.execute_workflow(
-            FloorWorkflow.run, f"{self.stack.idp}{floor_path(identity)}",
-            id=wid, task_queue=FLOOR_QUEUE)
+        if evidence:
+            await self.temporal.execute_workflow(
+                FloorEvidenceWorkflow.run, args=[self.stack.idp, identity],
+                id=wid, task_queue=FLOOR_QUEUE)
+        else:
+            await self.temporal.execute_workflow(
+                FloorWorkflow.run, f"{self.stack.idp}{floor_path(identity)}",
+                id=wid, task_queue=FLOOR_QUEUE)
         complete = (time.perf_counter() - t0) * 1000
         return sent, await watcher.first_write(identity), complete, wid
 
-    async def floor_evidence_run(self, watcher: ChangeWatcher, identity: str
-                                 ) -> tuple[float, float, str]:
-        """One evidence floor workflow (read the before-state, record it durably, POST; no
-        Stanch code) on a fresh identity: (sent, its POST's write, workflow id)."""
-        assert self.temporal is not None
-        self.floor_ids.add(identity)
-        wid = f"floor-ev-{self.run}-{uuid.uuid4().hex[:12]}"
-        sent = time.time()
-        await self.temporal.execute_workflow(
-            FloorEvidenceWorkflow.run, args=[self.stack.idp, identity],
-            id=wid, task_queue=FLOOR_QUEUE)
-        return sent, await watcher.first_write(identity), wid
-
-    async def floor_once(self, watcher: ChangeWatcher, identity: str) -> tuple[float, float]:
+    async def floor_once(self, watcher: ChangeWatcher, identity: str, *,
+                         evidence: bool = False) -> tuple[float, float]:
         """(ms from start to its POST's write at the mock IdP — the same event and clock as
         time-to-contain —, ms to completion)."""
-        sent, at, complete, _ = await self.floor_run(watcher, identity)
+        sent, at, complete, _ = await self.floor_run(watcher, identity, evidence=evidence)
         return (at - sent) * 1000, complete
 
     # -------------------------------------------------------------- time to contain
@@ -279,7 +274,7 @@ class Driver:
         async with ChangeWatcher(self.http, self.stack.idp, sink=self.written) as watcher:
             for ident in self.take(min(5, n)):  # warm-up: connections, caches, imports
                 await self.floor_once(watcher, self.take(1)[0])
-                await self.floor_evidence_run(watcher, self.take(1)[0])
+                await self.floor_once(watcher, self.take(1)[0], evidence=True)
                 await self.contain_once(watcher, ident, "warm")
             if self.receiver is not None:
                 # A first SET proves the stream works end to end (signing key made, push
@@ -293,8 +288,8 @@ class Driver:
                         floor.append(w)
                         floor_done.append(c)
                     elif kind == "evidence":
-                        sent, at, _ = await self.floor_evidence_run(watcher, self.take(1)[0])
-                        evidence.append((at - sent) * 1000)
+                        w, _ = await self.floor_once(watcher, self.take(1)[0], evidence=True)
+                        evidence.append(w)
                     else:
                         try:
                             t, a = await self.contain_once(watcher, ident, "serial")

@@ -80,7 +80,7 @@ async def run(stack: stack_mod.Stack, pairs: int, warm: int = 5) -> dict[str, An
                     if kind == "floor":
                         sent, at, _, wid = await d.floor_run(watcher, ident)
                     elif kind == "evidence":
-                        sent, at, wid = await d.floor_evidence_run(watcher, ident)
+                        sent, at, _, wid = await d.floor_run(watcher, ident, evidence=True)
                     else:
                         sent, at, _, wid = await d.contain_run(watcher, ident, "timeline")
                     if i >= warm:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import tomllib
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -405,8 +404,3 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as err:
         raise ConfigError(_describe(err, os.environ.get("STANCH_CONFIG", "stanch.toml"))
                           ) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

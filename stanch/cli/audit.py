@@ -21,7 +21,8 @@ import typer
 from stanch.audit import AuditError, AuditStore, checkpoint_key, open_store
 from stanch.audit.ocsf import to_ocsf
 from stanch.cli._app import app
-from stanch.config import ConfigError, Settings, get_settings
+from stanch.cli._client import settings_or_exit
+from stanch.config import Settings
 from stanch.models import AuditRecord
 
 audit_app = typer.Typer(name="audit", help="Inspect, verify and export the audit chain.",
@@ -32,14 +33,6 @@ app.add_typer(audit_app)
 class ExportFormat(StrEnum):
     ocsf = "ocsf"
     jsonl = "jsonl"
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
 
 
 @contextmanager
@@ -73,7 +66,7 @@ def _line(r: AuditRecord) -> str:
 def verify() -> None:
     """Walk the chain; exit 1 naming the first broken record (edit, deletion, reordering,
     truncation after a checkpoint). Uses the configured checkpoint key when there is one."""
-    settings = _settings()
+    settings = settings_or_exit()
     key = checkpoint_key(settings)
     with _store(settings) as store:
         report = store.verify(key)
@@ -95,7 +88,7 @@ def tail(
     interval: Annotated[float, typer.Option(help="Poll interval with --follow (s).")] = 1.0,
 ) -> None:
     """Print the newest records (and, with --follow, each new one as it is appended)."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _store(settings) as store:
         head, _ = store.head()
         after = max(0, head - n)
@@ -144,7 +137,7 @@ def export(
 ) -> None:
     """Export records as JSON lines: OCSF events, or the raw chained records."""
     since_at, until_at = _parse_time(since, "--since"), _parse_time(until, "--until")
-    settings = _settings()
+    settings = settings_or_exit()
     with _store(settings) as store:
         if out is None:
             _write(store, sys.stdout, fmt, since_at, until_at)
@@ -158,7 +151,7 @@ def export(
 def doubts() -> None:
     """List actions in doubt: an intent was recorded but no result. Check the identity at
     its provider, then retry or roll back the containment."""
-    settings = _settings()
+    settings = settings_or_exit()
     with _store(settings) as store:
         found = store.doubts()
     if not found:
@@ -175,7 +168,7 @@ def doubts() -> None:
 @audit_app.command()
 def checkpoint() -> None:
     """Sign the current chain head now with the configured key."""
-    settings = _settings()
+    settings = settings_or_exit()
     key = checkpoint_key(settings)
     if key is None:
         typer.echo("error: no checkpoint key: set audit.checkpoint_key "
@@ -192,7 +185,7 @@ def setup_postgres_cmd(
     = "stanch_worker",
 ) -> None:
     """Create the PostgreSQL audit schema and the least-privilege worker role (run as owner)."""
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.audit.store != "postgres" or settings.audit.postgres_dsn is None:
         typer.echo("error: audit.store is not 'postgres' or audit.postgres_dsn is unset",
                    err=True)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from stanch.cli._app import app
-from stanch.cli._client import ApiOption, JsonOption, call
+from stanch.cli._client import ApiOption, JsonOption, call, settings_or_exit
 
 ssf_app = typer.Typer(help="Shared Signals (SSF/CAEP/RISC): streams in and out.",
                       no_args_is_help=True)
@@ -75,8 +75,7 @@ def enable(name: Name, api: ApiOption = None, as_json: JsonOption = False) -> No
 @ssf_app.command("rotate-key")
 def rotate_key() -> None:
     """New SET signing key; the old one stays in the JWKS for a week."""
-    from stanch.config import get_settings
     from stanch.ssf.keys import KeyStore
 
-    kid = KeyStore(get_settings().state_dir / "ssf" / "keys").rotate()
+    kid = KeyStore(settings_or_exit().state_dir / "ssf" / "keys").rotate()
     typer.echo(f"signing with {kid}; the previous key stays published")

@@ -19,14 +19,10 @@ from stanch.api.app import create_app
 from stanch.audit import SqliteAuditStore
 from stanch.config import ApiToken, Settings, SourceAuth
 from stanch.worker import build_worker
+from tests.observability.test_metrics import ALERT
 
 SOURCE = "generic-source-token-unanswered"
 ADMIN = "admin-token-unanswered-updates"
-ALERT = {
-    "title": "alice@example.com added to prod-admins", "category": "privilege_escalation",
-    "severity": "high", "confidence": "medium", "grants": ["prod-admins"],
-    "identities": [{"name": "alice@example.com", "type": "upn", "kind": "user"}],
-}
 
 
 async def test_no_worker_means_503_in_time_and_no_other_request_waits(

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from stanch.audit import SqliteAuditStore
 from stanch.cli.audit import audit_app
-from stanch.config import get_settings
 from stanch.models import AuditType
 
 from .helpers import event
@@ -29,14 +28,12 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("STANCH_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.setenv("STANCH_AUDIT__SQLITE_PATH", str(path))
     monkeypatch.setenv("STANCH_AUDIT__CHECKPOINT_KEY", KEY)
-    get_settings.cache_clear()
     store = SqliteAuditStore(path)
     store.append_many([event(i) for i in range(6)])
     store.append(event(6, type=AuditType.action_intent, action_id="act-1", phase="intent",
                        data={"action": "revoke"}, dedup_key="act-1:intent"))
     store.close()
     yield path
-    get_settings.cache_clear()
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -82,7 +79,6 @@ def test_tail_export_doubts(db: Path, tmp_path: Path) -> None:
 
 def test_checkpoint_needs_a_key(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STANCH_AUDIT__CHECKPOINT_KEY")
-    get_settings.cache_clear()
     code, out = _run("checkpoint")
     assert code == 2 and "no checkpoint key" in out
     code, out = _run("verify")
